@@ -1,0 +1,113 @@
+"""All configuration, read once from the environment (prefix ``CHAMPIPY_``).
+
+Every external part has an embedded default so that ``champipy serve`` works on a bare
+machine: a SQLite database and a local MLflow store inside the data directory, and an
+in-process job worker.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Backbone = Literal["lite0", "lite1", "lite2"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAMPIPY_", env_file=None, extra="ignore")
+
+    # Where everything local lives: database file, MLflow store, job queue, model cache.
+    data_dir: Path = Path("./data")
+    # sqlite:///..., postgresql://..., mongodb://... ; empty means a SQLite file in data_dir.
+    database_url: str = ""
+    # Tracking + registry URI; empty means a SQLite MLflow store in data_dir.
+    mlflow_uri: str = ""
+    mlflow_experiment: str = "mlops_project"
+    registered_model: str = "champipy"
+    production_alias: str = "production"
+    # Optional: when set, jobs go through Redis and `champipy worker` consumes them.
+    redis_url: str = ""
+
+    # Folders of species sub-folders.
+    dataset_dir: Path | None = None
+    eval_dir: Path | None = None
+
+    backbone: Backbone = "lite0"
+
+    # The MLOps loop's thresholds.
+    store_threshold: float = Field(0.70, ge=0.0, le=1.0)
+    uncertain_threshold: float = Field(0.50, ge=0.0, le=1.0)
+    target_accuracy: float = Field(0.70, ge=0.0, le=1.0)
+    target_new_images: int = Field(500, ge=1)
+    retrain_images: int = Field(1000, ge=10)
+    retrain_on_new_images: bool = False
+    monitor_cron: str = "0 6 * * 1"  # minute hour day month weekday: Mondays 06:00
+    alert_webhook_url: str = ""
+
+    # Safe fetching of image URLs.
+    fetch_allow_hosts: str = ""  # comma-separated host or host:port
+    fetch_max_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    fetch_connect_timeout: float = Field(5.0, gt=0)
+    fetch_read_timeout: float = Field(15.0, gt=0)
+    fetch_max_redirects: int = Field(3, ge=0, le=10)
+    url_cache_ttl_seconds: int = Field(24 * 3600, ge=0)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+
+    # Serving.
+    model_poll_seconds: float = Field(10.0, gt=0)
+    inference_threads: int = Field(0, ge=0)  # 0: ONNX Runtime decides
+    bootstrap_model: bool = True  # train a first model at start-up when none serves
+
+    # Security.
+    secret_key: str = ""  # signs session cookies; empty means generated and kept in data_dir
+    admin_password: str = ""  # creates the first admin "admin" on first start when set
+    login_max_failures: int = Field(5, ge=1)
+    login_lockout_seconds: int = Field(60, ge=1)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+
+    @field_validator("database_url", "mlflow_uri", "redis_url", "alert_webhook_url")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _known_database_scheme(self) -> Settings:
+        url = self.database_url
+        if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "mongodb:")):
+            raise ValueError(
+                "CHAMPIPY_DATABASE_URL must start with sqlite:///, postgresql:// or mongodb://"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'champipy.db').resolve()}"
+
+    @property
+    def resolved_mlflow_uri(self) -> str:
+        return self.mlflow_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return (self.data_dir / "mlartifacts").resolve()
+
+    @property
+    def allowed_fetch_hosts(self) -> frozenset[str]:
+        return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
+
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
