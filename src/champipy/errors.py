@@ -65,6 +65,10 @@ class Forbidden(ChampipyError):
 class TooManyAttempts(ChampipyError):
     code, status = "too_many_attempts", 429
 
+    def __init__(self, detail: str, retry_after: int = 60):
+        super().__init__(detail)
+        self.retry_after = retry_after
+
 
 class NoModel(ChampipyError):
     code, status = "no_model", 503

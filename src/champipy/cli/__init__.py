@@ -2,6 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import typer
 
+from ..errors import ChampipyError
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChampiPy: mushroom species from a photo.")
+
+
+@contextmanager
+def open_container() -> Iterator:
+    """The same wiring as the server, for one command; typed errors become clean exits."""
+    from ..container import build_container
+    from ..settings import get_settings
+
+    try:
+        container = build_container(get_settings())
+    except ChampipyError as exc:
+        typer.secho(f"error: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    try:
+        yield container
+    except ChampipyError as exc:
+        typer.secho(f"error: {exc.detail}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        container.close()
+
+
+from . import serve, users  # noqa: E402,F401  (registers the commands)

@@ -1,0 +1,3 @@
+from champipy.cli import app
+
+app(prog_name="champipy")

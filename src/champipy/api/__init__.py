@@ -1,0 +1,1 @@
+"""HTTP layer: translates requests to service calls and typed errors to status codes."""

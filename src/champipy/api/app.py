@@ -1,0 +1,44 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..container import Container, build_container
+from ..settings import Settings, get_settings
+from .body_limit import BodyLimitMiddleware
+from .errors import install_error_handlers
+from .routes import general, predictions, tokens
+
+# Multipart overhead on top of the largest accepted image.
+BODY_MARGIN_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, container: Container | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        owned = container is None
+        app.state.container = container or build_container(settings, serving=True)
+        app.state.container.start()
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.container.close()
+
+    app = FastAPI(
+        title="ChampiPy",
+        version=__version__,
+        description="Identify mushroom species from a photo.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
+    for module in (general, tokens, predictions):
+        app.include_router(module.router)
+    return app

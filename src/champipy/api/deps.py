@@ -1,0 +1,76 @@
+"""Dependencies used directly in route signatures, so each route shows its access level."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBasic, HTTPBearer
+
+from ..container import Container
+from ..errors import Forbidden, Unauthorized
+from ..store.base import Store, User
+
+# Declared for the OpenAPI page only; the header is parsed below so that every malformed
+# form gets the same clear 401.
+_basic_doc = HTTPBasic(auto_error=False, description="User name and password")
+_bearer_doc = HTTPBearer(auto_error=False, description="API token from POST /tokens")
+
+
+def get_container(request: Request) -> Container:
+    return request.app.state.container
+
+
+ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+def get_store(container: ContainerDep) -> Store:
+    return container.store
+
+
+StoreDep = Annotated[Store, Depends(get_store)]
+
+
+def _authenticate(request: Request, container: Container) -> User:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("Sign in: send HTTP Basic credentials or an API token (Authorization: Bearer ...).")
+    scheme, _, credentials = header.partition(" ")
+    credentials = credentials.strip()
+    scheme = scheme.lower()
+    if scheme == "bearer" and credentials:
+        return container.authenticator.with_token(credentials)
+    if scheme == "basic" and credentials:
+        try:
+            decoded = base64.b64decode(credentials, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise Unauthorized("Malformed Basic credentials: expected base64 of 'user:password'.") from None
+        username, sep, password = decoded.partition(":")
+        if not sep or not username:
+            raise Unauthorized("Malformed Basic credentials: expected base64 of 'user:password'.")
+        client = request.client.host if request.client else ""
+        return container.authenticator.with_password(username, password, client)
+    raise Unauthorized("Unsupported Authorization header: use Basic or Bearer.")
+
+
+def current_user(
+    request: Request,
+    container: ContainerDep,
+    _basic=Security(_basic_doc),
+    _bearer=Security(_bearer_doc),
+) -> User:
+    return _authenticate(request, container)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("This needs the admin role.")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]

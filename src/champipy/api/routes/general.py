@@ -1,0 +1,36 @@
+"""Routes kept from the original: /status, /dbconnex, /user."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from ... import __version__
+from ..deps import ContainerDep, CurrentUser
+from ..schemas import DbConnexOut, StatusOut, UserOut
+
+router = APIRouter(tags=["general"])
+
+DB_CHECK_SECONDS = 3.0
+
+
+@router.get("/status", response_model=StatusOut, summary="Is the API up, and which model serves")
+def status(container: ContainerDep) -> StatusOut:
+    return StatusOut(status="ok", version=__version__, model=container.model_status())
+
+
+@router.get("/dbconnex", response_model=DbConnexOut, summary="Can the API reach its database")
+async def dbconnex(container: ContainerDep) -> DbConnexOut:
+    backend = container.settings.resolved_database_url.split(":", 1)[0]
+    try:
+        connected = await asyncio.wait_for(run_in_threadpool(container.store.ping), DB_CHECK_SECONDS)
+    except TimeoutError:
+        connected = False
+    return DbConnexOut(connected=connected, backend=backend)
+
+
+@router.get("/user", response_model=UserOut, summary="Who am I")
+def user(user: CurrentUser) -> UserOut:
+    return UserOut(username=user.username, roles=list(user.roles), is_admin=user.is_admin)

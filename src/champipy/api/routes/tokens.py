@@ -1,0 +1,28 @@
+"""API tokens of the signed-in user."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from ...services import users
+from ..deps import CurrentUser, StoreDep
+from ..schemas import IssuedTokenOut, TokenIn, TokenOut
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+@router.post("", status_code=201, response_model=IssuedTokenOut, summary="Create an API token (shown once)")
+def create_token(body: TokenIn, user: CurrentUser, store: StoreDep) -> IssuedTokenOut:
+    issued = users.create_token(store, user.username, body.name)
+    return IssuedTokenOut(token=issued.token, **TokenOut.from_record(issued.record).model_dump())
+
+
+@router.get("", response_model=list[TokenOut], summary="List my API tokens")
+def list_tokens(user: CurrentUser, store: StoreDep) -> list[TokenOut]:
+    return [TokenOut.from_record(t) for t in store.list_tokens(user.username)]
+
+
+@router.delete("/{token_id}", status_code=204, summary="Revoke one of my API tokens")
+def revoke_token(token_id: str, user: CurrentUser, store: StoreDep) -> Response:
+    users.revoke_token(store, user.username, token_id)
+    return Response(status_code=204)

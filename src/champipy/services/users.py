@@ -1,0 +1,176 @@
+"""Users, roles, API tokens and authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from ..errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthorized
+from ..passwords import hash_api_token, hash_password, new_api_token, verify_password
+from ..store.base import ApiToken, Role, Store, User
+
+USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+
+
+def validate_username(username: str) -> str:
+    if not USERNAME_PATTERN.fullmatch(username):
+        raise InvalidInput("A user name has 1 to 64 letters, digits or the characters _ . @ -")
+    return username
+
+
+def validate_password(password: str) -> str:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise InvalidInput(f"A password has at least {MIN_PASSWORD_LENGTH} characters.")
+    return password
+
+
+def roles_for(admin: bool) -> tuple[str, ...]:
+    return (Role.USER.value, Role.ADMIN.value) if admin else (Role.USER.value,)
+
+
+def add_user(store: Store, username: str, password: str, *, admin: bool = False) -> User:
+    validate_username(username)
+    validate_password(password)
+    return store.add_user(username, hash_password(password), roles_for(admin))
+
+
+def set_password(store: Store, username: str, password: str) -> User:
+    validate_password(password)
+    return store.update_user(username, password_hash=hash_password(password))
+
+
+def set_admin(store: Store, username: str, admin: bool) -> User:
+    return store.update_user(username, roles=roles_for(admin))
+
+
+def set_disabled(store: Store, username: str, disabled: bool) -> User:
+    return store.update_user(username, disabled=disabled)
+
+
+def ensure_first_admin(store: Store, password: str, username: str = "admin") -> User | None:
+    """Create the first admin from CHAMPIPY_ADMIN_PASSWORD, only if no admin exists yet."""
+    if not password or any(u.is_admin for u in store.list_users()):
+        return None
+    try:
+        return add_user(store, username, password, admin=True)
+    except Conflict:
+        return None
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str  # shown once; only its hash is stored
+    record: ApiToken
+
+
+def create_token(store: Store, username: str, name: str) -> IssuedToken:
+    name = name.strip() or "api"
+    if len(name) > 100:
+        raise InvalidInput("A token name has at most 100 characters.")
+    token = new_api_token()
+    return IssuedToken(token=token, record=store.add_token(username, name, hash_api_token(token)))
+
+
+def revoke_token(store: Store, username: str, token_id: str) -> None:
+    if not store.revoke_token(username, token_id):
+        raise NotFound("No such token.")
+
+
+class LoginThrottle:
+    """Locks an account or a client address for a while after repeated failed logins.
+
+    Per process, in memory: enough to make password guessing slow; a deployment with many
+    API processes gets a limit per process.
+    """
+
+    def __init__(self, max_failures: int, lockout_seconds: int):
+        self.max_failures = max_failures
+        self.lockout_seconds = lockout_seconds
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                recent = [t for t in self._failures.get(key, []) if now - t < self.lockout_seconds]
+                self._failures[key] = recent
+                if len(recent) >= self.max_failures:
+                    retry = int(self.lockout_seconds - (now - recent[0])) + 1
+                    raise TooManyAttempts(
+                        f"Too many failed sign-ins; try again in {retry} s.", retry_after=retry
+                    )
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, username_key: str) -> None:
+        with self._lock:
+            self._failures.pop(username_key, None)
+
+
+class Authenticator:
+    """Checks HTTP Basic credentials and bearer tokens against the store.
+
+    Argon2 costs ~100 ms by design, far more than a prediction, so a successful check is
+    remembered for a short while, keyed by an HMAC of the credentials and bound to the stored
+    hash it matched: changing the password invalidates it at once.
+    """
+
+    def __init__(self, store: Store, throttle: LoginThrottle, remember_seconds: float = 300.0):
+        self.store = store
+        self.throttle = throttle
+        self.remember_seconds = remember_seconds
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[bytes, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def with_password(self, username: str, password: str, client: str = "") -> User:
+        keys = (f"user:{username}", f"addr:{client}")
+        self.throttle.check(*keys)
+        user = self.store.get_user(username)
+        if user is None or user.disabled:
+            self.throttle.failed(*keys)
+            raise Unauthorized("Wrong user name or password.")
+        fingerprint = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        if self._remembered(fingerprint, user.password_hash):
+            return user
+        matches, updated_hash = verify_password(password, user.password_hash)
+        if not matches:
+            self.throttle.failed(*keys)
+            raise Unauthorized("Wrong user name or password.")
+        if updated_hash:
+            user = self.store.update_user(username, password_hash=updated_hash)
+        self.throttle.succeeded(keys[0])
+        self._remember(fingerprint, user.password_hash)
+        return user
+
+    def with_token(self, token: str) -> User:
+        record = self.store.get_token_by_hash(hash_api_token(token))
+        if record is None or record.revoked:
+            raise Unauthorized("Unknown or revoked API token.")
+        user = self.store.get_user(record.username)
+        if user is None or user.disabled:
+            raise Unauthorized("Unknown or revoked API token.")
+        return user
+
+    def _remembered(self, fingerprint: bytes, password_hash: str) -> bool:
+        with self._lock:
+            entry = self._verified.get(fingerprint)
+        return entry is not None and entry[0] == password_hash and entry[1] > time.monotonic()
+
+    def _remember(self, fingerprint: bytes, password_hash: str) -> None:
+        with self._lock:
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[fingerprint] = (password_hash, time.monotonic() + self.remember_seconds)

@@ -1,0 +1,51 @@
+"""API tokens: created for the signed-in user, stored hashed, usable as Bearer, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+
+from champipy.store import open_store
+from support.live_server import client
+
+
+def test_token_lifecycle(api, accounts, api_settings):
+    user = accounts["user"]
+    with client(api, auth=user.auth) as c:
+        created = c.post("/tokens", json={"name": "my script"})
+        assert created.status_code == 201
+        token = created.json()["token"]
+        listed = c.get("/tokens").json()
+    assert [t["name"] for t in listed] == ["my script"]
+    assert "token" not in listed[0]
+
+    store = open_store(api_settings.resolved_database_url)
+    try:
+        stored = store.list_tokens(user.username)[0]
+        assert stored.token_hash == hashlib.sha256(token.encode()).hexdigest()
+        assert token not in repr(stored)
+    finally:
+        store.close()
+
+    with client(api, headers={"Authorization": f"Bearer {token}"}) as bearer:
+        assert bearer.get("/user").json()["username"] == user.username
+        assert bearer.delete(f"/tokens/{created.json()['id']}").status_code == 204
+        assert bearer.get("/user").status_code == 401
+
+
+def test_tokens_need_a_signed_in_user(http):
+    assert http.post("/tokens", json={"name": "x"}).status_code == 401
+    assert http.get("/tokens").status_code == 401
+
+
+def test_revoking_someone_elses_token_is_404(api, accounts):
+    with client(api, auth=accounts["admin"].auth) as admin:
+        token_id = admin.post("/tokens", json={"name": "admin's"}).json()["id"]
+    with client(api, auth=accounts["user"].auth) as user:
+        assert user.delete(f"/tokens/{token_id}").status_code == 404
+
+
+def test_wrong_types_in_token_body_are_422(api, accounts):
+    with client(api, auth=accounts["user"].auth) as c:
+        answer = c.post("/tokens", json={"name": ["not", "a", "string"]})
+    assert answer.status_code == 422
+    assert answer.json()["error"] == "invalid_input"
