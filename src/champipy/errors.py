@@ -80,3 +80,7 @@ class StoreUnavailable(ChampipyError):
 
 class ModelLoadFailed(ChampipyError):
     code, status = "model_load_failed", 500
+
+
+class QueueUnavailable(ChampipyError):
+    code, status = "queue_unavailable", 503

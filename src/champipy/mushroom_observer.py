@@ -1,0 +1,296 @@
+"""Photos of named species from the Mushroom Observer API (api2), with their licences.
+
+Assumed response of ``GET {base}/api2/images?name=...&detail=high&format=json&page=N``
+(MO's api2 JSON views): ``{"number_of_records", "number_of_pages", "page_number",
+"results": [{"id", "license" (a display name such as "Creative Commons Wikipedia Compatible
+v3.0"), "copyright_holder", "ok_for_export", "original_url", "files": [URLs by size]}],
+"errors": [{"code", "details", "fatal"}]}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from . import __version__
+from .errors import ChampipyError, InvalidInput, RemoteFailed, RemoteTimeout
+from .fetch import SafeFetcher
+from .images import decode_image
+from .settings import Settings
+from .store.base import LabelSource, NewImage, Store
+
+logger = logging.getLogger(__name__)
+
+# Medium sizes first: plenty for a 224-pixel classifier and gentler on MO's servers.
+PREFERRED_SIZES = ("/640/", "/960/", "/1280/")
+REUSABLE_LICENSE_WORDS = ("creative commons", "public domain")
+FAILURES_LISTED = 20
+
+
+class MushroomObserverSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CHAMPIPY_MO_", env_file=None, extra="ignore")
+
+    api_url: str = "https://mushroomobserver.org"
+    request_interval: float = Field(1.0, ge=0)  # seconds between two requests to MO
+    timeout: float = Field(30.0, gt=0)
+
+
+@dataclass(frozen=True)
+class MoImage:
+    id: int
+    url: str
+    license: str
+    copyright_holder: str
+    ok_for_export: bool
+
+    @property
+    def reusable(self) -> bool:
+        """Exportable and under a Creative Commons or public-domain licence."""
+        license = self.license.lower()
+        return self.ok_for_export and any(word in license for word in REUSABLE_LICENSE_WORDS)
+
+
+class RateLimiter:
+    """At least ``interval`` seconds between the starts of two requests."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self._last: float | None = None
+
+    def wait(self) -> None:
+        if self._last is not None:
+            remaining = self._last + self.interval - time.monotonic()
+            if remaining > 0:
+                time.sleep(remaining)
+        self._last = time.monotonic()
+
+
+class MushroomObserverClient:
+    def __init__(
+        self,
+        fetcher: SafeFetcher,
+        *,
+        api_url: str = "https://mushroomobserver.org",
+        request_interval: float = 1.0,
+        timeout: float = 30.0,
+    ):
+        self.api_url = api_url.rstrip("/") + "/"
+        self._fetcher = fetcher
+        self._owns_fetcher = False
+        self._limiter = RateLimiter(request_interval)
+        self._http = httpx.Client(
+            timeout=timeout, headers={"User-Agent": f"ChampiPy/{__version__} (dataset builder)"}
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, mo: MushroomObserverSettings | None = None) -> MushroomObserverClient:
+        mo = mo or MushroomObserverSettings()
+        client = cls(
+            SafeFetcher(settings), api_url=mo.api_url, request_interval=mo.request_interval, timeout=mo.timeout
+        )
+        client._owns_fetcher = True
+        return client
+
+    def close(self) -> None:
+        self._http.close()
+        if self._owns_fetcher:
+            self._fetcher.close()
+
+    def __enter__(self) -> MushroomObserverClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def images(self, name: str) -> Iterator[MoImage]:
+        """Every image MO lists for observations of ``name``, page after page."""
+        page, pages = 1, 1
+        while page <= pages:
+            body = self._get_json("api2/images", {"name": name, "detail": "high", "format": "json", "page": page})
+            pages = int(body.get("number_of_pages") or 1)
+            for record in body.get("results") or []:
+                image = self._parse_image(record)
+                if image is not None:
+                    yield image
+            page += 1
+
+    def download(self, image: MoImage) -> bytes:
+        self._limiter.wait()
+        return self._fetcher.fetch(image.url).data
+
+    def _get_json(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        self._limiter.wait()
+        url = urljoin(self.api_url, path)
+        try:
+            response = self._http.get(url, params=params)
+        except httpx.TimeoutException as exc:
+            raise RemoteTimeout(f"Mushroom Observer did not answer in time ({url}).") from exc
+        except httpx.HTTPError as exc:
+            raise RemoteFailed(f"Mushroom Observer cannot be reached: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            raise RemoteFailed(f"Mushroom Observer answered {response.status_code} without a JSON object.")
+        fatal = [e for e in body.get("errors") or [] if str(e.get("fatal")).lower() == "true"]
+        if fatal or response.status_code >= 400:
+            details = "; ".join(str(e.get("details", e.get("code", ""))) for e in fatal)[:300]
+            raise RemoteFailed(f"Mushroom Observer refused the query ({response.status_code}): {details}")
+        return body
+
+    def _parse_image(self, record: Any) -> MoImage | None:
+        if not isinstance(record, dict) or "id" not in record:
+            return None
+        url = _pick_url(record)
+        if not url:
+            return None
+        return MoImage(
+            id=int(record["id"]),
+            url=urljoin(self.api_url, url),
+            license=str(record.get("license") or ""),
+            copyright_holder=str(record.get("copyright_holder") or "").strip(),
+            ok_for_export=record.get("ok_for_export") in (True, "true", 1),
+        )
+
+
+def _pick_url(record: dict[str, Any]) -> str | None:
+    files = [f for f in record.get("files") or [] if isinstance(f, str)]
+    for size in PREFERRED_SIZES:
+        for url in files:
+            if size in url:
+                return url
+    return record.get("original_url") or (files[-1] if files else None)
+
+
+@dataclass
+class SpeciesFetch:
+    added: int = 0
+    duplicates: int = 0
+    not_reusable: int = 0
+    failed: int = 0
+
+    @property
+    def kept(self) -> int:
+        return self.added + self.duplicates
+
+
+@dataclass
+class FetchSummary:
+    species: dict[str, SpeciesFetch] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def totals(self) -> dict[str, int]:
+        return {
+            name: sum(getattr(s, name) for s in self.species.values())
+            for name in ("added", "duplicates", "not_reusable", "failed")
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.totals(),
+            "species": {name: vars(counts) for name, counts in self.species.items()},
+            "failures": self.failures,
+        }
+
+
+Progress = Callable[[str, FetchSummary], None]
+
+
+def fetch_species(
+    store: Store,
+    settings: Settings,
+    client: MushroomObserverClient,
+    species: list[str],
+    *,
+    limit: int = 100,
+    username: str | None = None,
+    on_progress: Progress | None = None,
+) -> FetchSummary:
+    """Store up to ``limit`` reusable photos per species (already stored ones count)."""
+    names = [name.strip() for name in species if name.strip()]
+    if not names:
+        raise InvalidInput("Give at least one species name.")
+    if limit < 1:
+        raise InvalidInput("The limit must be at least 1.")
+    summary = FetchSummary()
+    for name in names:
+        counts = summary.species.setdefault(name, SpeciesFetch())
+        for image in client.images(name):
+            if not image.reusable:
+                counts.not_reusable += 1
+            else:
+                _store_one(store, settings, client, image, name, username, counts, summary)
+            if on_progress:
+                on_progress(name, summary)
+            if counts.kept >= limit:
+                break
+    return summary
+
+
+def _store_one(
+    store: Store,
+    settings: Settings,
+    client: MushroomObserverClient,
+    image: MoImage,
+    label: str,
+    username: str | None,
+    counts: SpeciesFetch,
+    summary: FetchSummary,
+) -> None:
+    try:
+        data = client.download(image)
+        decoded = decode_image(data, settings.max_image_pixels)
+    except ChampipyError as exc:
+        counts.failed += 1
+        if len(summary.failures) < FAILURES_LISTED:
+            summary.failures.append({"url": image.url, "reason": exc.detail})
+        logger.info("Skipped MO image %s: %s", image.id, exc.detail)
+        return
+    stored = store.add_image(
+        NewImage(
+            sha256=decoded.sha256,
+            data=data,
+            label=label,
+            label_source=LabelSource.IMPORTED,
+            source_url=image.url,
+            filename=f"mo-{image.id}.{decoded.format.lower()}",
+            username=username,
+            license=image.license,
+            copyright=image.copyright_holder or None,
+        )
+    )
+    if stored:
+        counts.added += 1
+    else:
+        counts.duplicates += 1
+
+
+def make_fetch_handler(store: Store, settings: Settings):
+    """The job handler for kind "fetch": params ``species`` (list), optional ``limit``."""
+
+    def handle_fetch(params: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
+        species = params.get("species") or []
+        if isinstance(species, str):
+            species = [species]
+        with MushroomObserverClient.from_settings(settings) as client:
+            summary = fetch_species(
+                store,
+                settings,
+                client,
+                list(species),
+                limit=int(params.get("limit") or 100),
+                username=params.get("username"),
+                on_progress=lambda name, current: report({"species": name, **current.totals()}),
+            )
+        return summary.as_dict()
+
+    return handle_fetch
