@@ -1,0 +1,1 @@
+"""The species classifier: training (torch) and serving (ONNX Runtime, no torch) halves."""

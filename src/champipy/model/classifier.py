@@ -1,0 +1,80 @@
+"""The serving classifier: an ONNX Runtime session, its species and its preprocessing.
+
+No torch here (the serving process never imports it). The ONNX graph already outputs
+calibrated probabilities. ``predict_*`` may be called from several threads at once: ORT
+sessions are thread-safe.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from ..errors import InvalidInput, ModelLoadFailed
+from .preprocess import preprocess_image, preprocess_images
+
+MODEL_FILE = "model.onnx"
+META_FILE = "champipy_model.json"
+
+
+class Classifier:
+    def __init__(self, session: ort.InferenceSession, meta: dict[str, Any]):
+        self._session = session
+        self.meta = meta
+        self.labels: list[str] = list(meta["labels"])
+        self.image_size: int = int(meta["image_size"])
+        self._input = session.get_inputs()[0].name
+        self._output = session.get_outputs()[0].name
+
+    @property
+    def version(self) -> str | None:
+        """The registry version, when the model came from the registry."""
+        return self.meta.get("version")
+
+    @classmethod
+    def load(cls, directory: Path | str, threads: int = 0) -> Classifier:
+        """Load ``model.onnx`` + ``champipy_model.json`` from ``directory``; ``threads`` is ORT's
+        intra-op thread count (0: ORT decides). Raises ModelLoadFailed."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / META_FILE).read_text())
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=options,
+                                           providers=["CPUExecutionProvider"])
+            classifier = cls(session, meta)
+        except Exception as exc:  # ORT raises its own pybind classes; any failure means "not loadable"
+            raise ModelLoadFailed(f"Cannot load the model in {directory}: {exc}") from exc
+        n_out = session.get_outputs()[0].shape[-1]
+        if isinstance(n_out, int) and n_out != len(classifier.labels):
+            raise ModelLoadFailed(f"The model outputs {n_out} classes but its metadata lists {len(classifier.labels)}.")
+        return classifier
+
+    def preprocess(self, image: Image.Image) -> np.ndarray:
+        """RGB Pillow image -> float32 (3, H, W), exactly as in training."""
+        return preprocess_image(image, self.image_size)
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (N, 3, H, W) -> calibrated probabilities (N, n_species)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        expected = (3, self.image_size, self.image_size)
+        if batch.ndim != 4 or batch.shape[1:] != expected:
+            raise InvalidInput(f"Expected a batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}.")
+        if batch.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        return self._session.run([self._output], {self._input: batch})[0]
+
+    def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        return self.predict_batch(preprocess_images(images, self.image_size))
+
+    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
+        """The k most probable species of one probability row, most probable first."""
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [(self.labels[i], float(probabilities[i])) for i in order]

@@ -1,0 +1,191 @@
+"""Accuracy reports from predicted probabilities: top-1/top-3, per species, confusion, ECE.
+
+NumPy only at import: the serving process uses this for GET /accuracy. Pillow and matplotlib
+are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
+
+log = logging.getLogger(__name__)
+
+ECE_BINS = 15
+
+
+def top_k_hits(probabilities: np.ndarray, targets: np.ndarray, k: int) -> np.ndarray:
+    """Boolean per row: is the target among the k most probable classes (target -1: never)."""
+    k = min(k, probabilities.shape[1])
+    top = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return (top == targets[:, None]).any(axis=1)
+
+
+def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = ECE_BINS) -> float:
+    """Mean |accuracy - confidence| of the top-1 prediction over equal-width confidence bins,
+    weighted by the share of predictions in each bin."""
+    if len(targets) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == targets
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    ece = 0.0
+    for b in range(bins):
+        in_bin = index == b
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
+
+
+@dataclass
+class EvaluationReport:
+    labels: list[str]  # the model's species: columns of the confusion matrix
+    true_labels: list[str]  # rows: the model's species, then species it does not know
+    n: int
+    top1: float
+    top3: float
+    ece: float
+    per_species: dict[str, dict[str, float | int]]
+    confusion: list[list[int]]
+    mean_confidence: float
+    model_version: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_version": self.model_version,
+            "n": self.n,
+            "top1": self.top1,
+            "top3": self.top3,
+            "ece": self.ece,
+            "mean_confidence": self.mean_confidence,
+            "per_species": self.per_species,
+            "confusion_matrix": {"labels": self.labels, "true_labels": self.true_labels, "matrix": self.confusion},
+            **self.extra,
+        }
+
+    def confusion_png(self, path: Path | str) -> Path:
+        return render_confusion_png(self.confusion, self.true_labels, self.labels, Path(path))
+
+
+def evaluate_probabilities(
+    probabilities: np.ndarray, true_labels: Sequence[str], labels: Sequence[str]
+) -> EvaluationReport:
+    """``probabilities`` (N, len(labels)); ``true_labels`` N species names. Images of a species
+    the model does not know count as errors and get their own confusion-matrix row."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = list(labels)
+    if probabilities.ndim != 2 or probabilities.shape != (len(true_labels), len(labels)):
+        raise ValueError(f"probabilities has shape {probabilities.shape}, expected ({len(true_labels)}, {len(labels)})")
+    index = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({label for label in true_labels if label not in index})
+    rows = labels + unknown
+    row_index = {label: i for i, label in enumerate(rows)}
+    targets = np.array([index.get(label, -1) for label in true_labels], dtype=np.int64)
+    predicted = probabilities.argmax(axis=1) if len(targets) else np.zeros(0, dtype=np.int64)
+
+    confusion = np.zeros((len(rows), len(labels)), dtype=np.int64)
+    for label, guess in zip(true_labels, predicted):
+        confusion[row_index[label], guess] += 1
+    per_species: dict[str, dict[str, float | int]] = {}
+    for i, label in enumerate(rows):
+        n_true = int(confusion[i].sum())
+        hits = int(confusion[i, i]) if i < len(labels) else 0
+        n_predicted = int(confusion[:, i].sum()) if i < len(labels) else 0
+        per_species[label] = {
+            "precision": hits / n_predicted if n_predicted else 0.0,
+            "recall": hits / n_true if n_true else 0.0,
+            "n": n_true,
+        }
+    n = len(targets)
+    return EvaluationReport(
+        labels=labels,
+        true_labels=rows,
+        n=n,
+        top1=float(top_k_hits(probabilities, targets, 1).mean()) if n else 0.0,
+        top3=float(top_k_hits(probabilities, targets, 3).mean()) if n else 0.0,
+        ece=expected_calibration_error(probabilities, targets),
+        per_species=per_species,
+        confusion=confusion.tolist(),
+        mean_confidence=float(probabilities.max(axis=1).mean()) if n else 0.0,
+        extra={"unknown_species_images": int((targets < 0).sum())} if unknown else {},
+    )
+
+
+def evaluate_folder(
+    classifier: Classifier, folder: Path | str, batch_size: int = 32, max_pixels: int = 40_000_000
+) -> EvaluationReport:
+    """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped."""
+    from ..errors import ChampipyError
+    from ..images import decode_image
+    from .data import IMAGE_SUFFIXES
+
+    root = Path(folder)
+    paths = sorted(
+        path
+        for species_dir in root.iterdir()
+        if species_dir.is_dir() and not species_dir.name.startswith(".")
+        for path in species_dir.iterdir()
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    )
+    true_labels: list[str] = []
+    chunks: list[np.ndarray] = []
+    batch: list[np.ndarray] = []
+
+    def flush() -> None:
+        if batch:
+            chunks.append(classifier.predict_batch(np.stack(batch)))
+            batch.clear()
+
+    for path in paths:
+        try:
+            image = decode_image(path.read_bytes(), max_pixels).image
+        except ChampipyError as exc:
+            log.warning("Skipping %s: %s", path, exc)
+            continue
+        batch.append(classifier.preprocess(image))
+        true_labels.append(path.parent.name)
+        if len(batch) == batch_size:
+            flush()
+    flush()
+    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.labels)))
+    report = evaluate_probabilities(probabilities, true_labels, classifier.labels)
+    report.model_version = classifier.meta.get("version")
+    return report
+
+
+def render_confusion_png(confusion: Sequence[Sequence[int]], rows: Sequence[str], columns: Sequence[str],
+                         path: Path) -> Path:
+    """Draw the confusion matrix (counts) without touching pyplot's global state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    matrix = np.asarray(confusion)
+    side = 1.6 + 0.55 * max(len(rows), len(columns))
+    figure = Figure(figsize=(side + 1.5, side))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    shown = axes.imshow(matrix, cmap="Blues")
+    figure.colorbar(shown, ax=axes, fraction=0.046, pad=0.04)
+    axes.set_xticks(range(len(columns)), labels=columns, rotation=60, ha="right", fontsize=8)
+    axes.set_yticks(range(len(rows)), labels=rows, fontsize=8)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    threshold = matrix.max() / 2 if matrix.size else 0
+    for (i, j), value in np.ndenumerate(matrix):
+        if value:
+            axes.text(j, i, str(value), ha="center", va="center", fontsize=7,
+                      color="white" if value > threshold else "black")
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    return path

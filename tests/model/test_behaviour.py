@@ -1,0 +1,73 @@
+"""Behaviour of a model trained on the real training folder (fast path, lite0): clear photos
+keep their species when mirrored, and the exported model really averages over the mirror."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from champipy.images import decode_image
+from champipy.model.evaluate import evaluate_folder
+from champipy.model.preprocess import preprocess_image
+
+pytestmark = pytest.mark.slow
+
+CLEAR = 0.9  # top-1 probability of a "clear" photo
+PHOTOS_PER_SPECIES = 3
+
+
+def eval_photos(eval_dir: Path) -> list[tuple[str, Path]]:
+    return [(species.name, photo) for species in sorted(eval_dir.iterdir()) if species.is_dir()
+            for photo in sorted(species.iterdir())[:PHOTOS_PER_SPECIES]]
+
+
+def test_model_is_accurate_on_the_evaluation_folder(full_model, eval_dir: Path) -> None:
+    _, classifier = full_model
+    report = evaluate_folder(classifier, eval_dir)
+    assert report.n >= 200
+    assert report.top1 >= 0.88 and report.top3 >= 0.95 and report.ece <= 0.08
+
+
+def test_mirrored_clear_photo_keeps_its_species(full_model, eval_dir: Path) -> None:
+    trained, classifier = full_model
+    photos = eval_photos(eval_dir)
+    batch = np.stack([preprocess_image(decode_image(path.read_bytes()).image, classifier.image_size)
+                      for _, path in photos])
+    probabilities = classifier.predict_batch(batch)
+    clear = [i for i, (species, _) in enumerate(photos)
+             if probabilities[i].max() >= CLEAR and classifier.labels[int(probabilities[i].argmax())] == species]
+    assert len(clear) >= 15
+    # The bare network (no averaging over the mirror) must already agree on clear photos.
+    with torch.no_grad():
+        direct = trained.model(torch.from_numpy(batch[clear])).argmax(1)
+        mirrored = trained.model(torch.from_numpy(np.ascontiguousarray(batch[clear][:, :, :, ::-1]))).argmax(1)
+    assert torch.equal(direct, mirrored), [photos[i][1].name for i, same in zip(clear, direct == mirrored) if not same]
+
+
+def test_served_model_averages_over_the_mirror(full_model, eval_dir: Path) -> None:
+    _, classifier = full_model
+    photos = [decode_image(path.read_bytes()).image for _, path in eval_photos(eval_dir)[::5]]
+    batch = np.stack([classifier.preprocess(image) for image in photos])
+    direct = classifier.predict_batch(batch)
+    mirrored = classifier.predict_batch(np.ascontiguousarray(batch[:, :, :, ::-1]))
+    assert np.abs(direct - mirrored).max() < 1e-5
+
+
+def test_known_photo_keeps_its_species_as_png_and_grayscale(full_model, eval_dir: Path) -> None:
+    import io
+
+    _, classifier = full_model
+    for species, path in eval_photos(eval_dir):
+        image = decode_image(path.read_bytes()).image
+        probabilities = classifier.predict_images([image])[0]
+        if classifier.labels[int(probabilities.argmax())] == species and probabilities.max() >= CLEAR:
+            break
+    else:
+        pytest.fail("no clear photo in the evaluation folder")
+    buffer = io.BytesIO()
+    image.convert("RGBA").save(buffer, "PNG")
+    as_png = decode_image(buffer.getvalue()).image
+    assert classifier.labels[int(classifier.predict_images([as_png])[0].argmax())] == species

@@ -1,0 +1,66 @@
+"""Metrics from probabilities, calibration, and the report's rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from champipy.model.calibrate import fit_temperature, softmax
+from champipy.model.evaluate import evaluate_probabilities, expected_calibration_error
+
+LABELS = ["a", "b", "c", "d"]
+
+
+def test_top_k_per_species_and_confusion() -> None:
+    probabilities = np.array([
+        [0.7, 0.2, 0.05, 0.05],  # a -> a
+        [0.1, 0.6, 0.2, 0.1],  # a -> b (a is 3rd: top-3 hit)
+        [0.1, 0.8, 0.05, 0.05],  # b -> b
+        [0.5, 0.3, 0.15, 0.05],  # d -> a (d is 4th: top-3 miss)
+    ])
+    report = evaluate_probabilities(probabilities, ["a", "a", "b", "d"], LABELS)
+    assert report.n == 4
+    assert report.top1 == pytest.approx(0.5)
+    assert report.top3 == pytest.approx(0.75)
+    assert report.per_species["a"] == {"precision": 0.5, "recall": 0.5, "n": 2}
+    assert report.per_species["b"] == {"precision": 0.5, "recall": 1.0, "n": 1}
+    assert report.per_species["c"] == {"precision": 0.0, "recall": 0.0, "n": 0}
+    assert report.confusion[0] == [1, 1, 0, 0] and report.confusion[3] == [1, 0, 0, 0]
+    data = report.to_dict()
+    assert {"top1", "top3", "n", "per_species", "ece", "confusion_matrix", "model_version"} <= set(data)
+
+
+def test_unknown_species_count_as_errors() -> None:
+    probabilities = np.array([[0.9, 0.05, 0.03, 0.02], [0.9, 0.05, 0.03, 0.02]])
+    report = evaluate_probabilities(probabilities, ["a", "zzz"], LABELS)
+    assert report.top1 == 0.5 and report.top3 == 0.5
+    assert report.true_labels[-1] == "zzz" and report.per_species["zzz"]["recall"] == 0.0
+    assert report.to_dict()["unknown_species_images"] == 1
+
+
+def test_ece_of_perfectly_calibrated_and_overconfident() -> None:
+    targets = np.array([0] * 8 + [1] * 2)
+    calibrated = np.tile([0.8, 0.2], (10, 1))  # 80% confident, 80% right
+    assert expected_calibration_error(calibrated, targets) == pytest.approx(0.0)
+    overconfident = np.tile([0.99, 0.01], (10, 1))
+    assert expected_calibration_error(overconfident, targets) == pytest.approx(0.19)
+
+
+def test_temperature_is_recovered_and_lowers_ece() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, size=(4000, 10))
+    true_temperature = 2.5
+    targets = np.array([rng.choice(10, p=p) for p in softmax(logits, true_temperature)])
+    calibration = fit_temperature(logits, targets)
+    assert calibration.temperature == pytest.approx(true_temperature, rel=0.1)
+    assert calibration.ece_after < calibration.ece_before
+    assert calibration.nll_after <= calibration.nll_before
+
+
+def test_confusion_png(tmp_path: Path) -> None:
+    probabilities = np.eye(4)[[0, 1, 2, 3, 0]]
+    report = evaluate_probabilities(probabilities, ["a", "b", "c", "d", "b"], LABELS)
+    path = report.confusion_png(tmp_path / "cm.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
