@@ -225,3 +225,12 @@ def store(request: pytest.FixtureRequest, database_url_for: DatabaseUrlFactory) 
     yield opened
     opened.close()
 
+
+
+# --- a trained model ---------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def trained_registry(tmp_path_factory: pytest.TempPathFactory):
+    """A real model trained on a small part of the dataset, registered and promoted once."""
+    from support.trained_model import train_small_registry
+
+    return train_small_registry(tmp_path_factory.mktemp("trained-registry"))

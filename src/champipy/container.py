@@ -21,6 +21,7 @@ class Container:
     models: object = None  # services.model_provider.ModelProvider, built on first use
     predictor: object = None  # services.predict.PredictionService
     registry: object = None  # registry.Registry
+    jobs: object = None  # jobs.JobRunner
     _starters: list[Callable[[], None]] = field(default_factory=list)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -81,6 +82,26 @@ def _add_serving(container: Container) -> None:
     container.predictor = PredictionService(
         settings, container.store, container.models, fetcher, ImageSpool(settings.data_dir / "spool")
     )
+    container.on_close(fetcher.close)
+
+
+def add_job_runner(container: Container, *, consume: bool) -> None:
+    """Jobs for the API; ``consume`` also runs them in this process (no Redis workers)."""
+    from .jobs import JobConsumer, create_runner
+
+    container.jobs = create_runner(container.settings, container.store, container=container)
+    if consume:
+        consumer = JobConsumer(container.jobs)
+        container.on_start(consumer.start)
+        container.on_close(consumer.stop)
+
+
+def build_server_container(settings: Settings) -> Container:
+    """What ``champipy serve`` runs: serving, the alias poller, and jobs (in-process by default)."""
+    from .jobs import consumes_in_process
+
+    container = build_container(settings, serving=True)
     container.on_start(container.models.start)
     container.on_close(container.models.stop)
-    container.on_close(fetcher.close)
+    add_job_runner(container, consume=consumes_in_process(settings))
+    return container

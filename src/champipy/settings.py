@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
-
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-Backbone = Literal["lite0", "lite1", "lite2"]
+BACKBONES = ("lite0", "lite1", "lite2")
 
 
 class Settings(BaseSettings):
@@ -36,7 +34,8 @@ class Settings(BaseSettings):
     dataset_dir: Path | None = None
     eval_dir: Path | None = None
 
-    backbone: Backbone = "lite0"
+    # One EfficientNet-Lite, or an ensemble of several joined by "+" (the measured default).
+    backbone: str = "lite0+lite2"
 
     # The MLOps loop's thresholds.
     store_threshold: float = Field(0.70, ge=0.0, le=1.0)
@@ -77,6 +76,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, value: str) -> str:
+        parts = [p.strip() for p in value.split("+") if p.strip()]
+        if not parts or any(p not in BACKBONES for p in parts):
+            raise ValueError(f"backbone is one of {', '.join(BACKBONES)}, or several joined by '+'")
+        return "+".join(parts)
 
     @model_validator(mode="after")
     def _known_database_scheme(self) -> Settings:

@@ -126,3 +126,43 @@ class PredictionRecordOut(BaseModel):
             cached=p.cached, source_url=p.source_url, filename=p.filename, created_at=p.created_at,
             feedback_species=p.feedback_species,
         )
+
+
+class FinetuneIn(BaseModel):
+    model_name: str = Field("champipy", max_length=200)
+    stage: str = Field("production", max_length=64, description="alias (or the original's stage) to start from")
+    variables: int = Field(2, ge=0, le=50, description="blocks to train besides the head (0: head only)")
+    epochs: int = Field(5, ge=1, le=100)
+    promote_if_better: bool = False
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    params: dict[str, Any]
+    progress: dict[str, Any]
+    result: dict[str, Any] | None
+    error: str | None
+    username: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_record(cls, job) -> JobOut:
+        return cls(id=job.id, kind=job.kind, state=str(job.state), params=job.params, progress=job.progress,
+                   result=job.result, error=job.error, username=job.username, created_at=job.created_at,
+                   started_at=job.started_at, finished_at=job.finished_at)
+
+
+class ModelVersionOut(BaseModel):
+    name: str
+    version: str
+    aliases: list[str]
+    metrics: dict[str, float]
+    params: dict[str, str]
+    run_id: str | None
+    created_at: datetime | None
+    promoted_at: datetime | None
+    serving: bool

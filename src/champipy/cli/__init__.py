@@ -13,13 +13,13 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="ChampiPy: mu
 
 
 @contextmanager
-def open_container() -> Iterator:
+def open_container(*, serving: bool = False) -> Iterator:
     """The same wiring as the server, for one command; typed errors become clean exits."""
     from ..container import build_container
     from ..settings import get_settings
 
     try:
-        container = build_container(get_settings())
+        container = build_container(get_settings(), serving=serving)
     except ChampipyError as exc:
         typer.secho(f"error: {exc.detail}", fg="red", err=True)
         raise typer.Exit(2) from None
@@ -32,4 +32,6 @@ def open_container() -> Iterator:
         container.close()
 
 
-from . import serve, users  # noqa: E402,F401  (registers the commands)
+from . import monitor, predict, serve, users  # noqa: E402,F401  (registers the commands)
+from . import data, worker  # noqa: E402,F401  (registers the data and worker commands)
+from . import models  # noqa: E402,F401  (registers train, evaluate and models)

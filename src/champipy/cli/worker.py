@@ -30,7 +30,7 @@ def worker(
     if stale_after_seconds < 3 * heartbeat_seconds:
         raise typer.BadParameter("--stale-after-seconds must be at least 3 heartbeats long")
     configure_logging(get_settings().log_level)
-    with open_container() as container:
+    with open_container(serving=True) as container:
         settings = container.settings
         runner = create_runner(
             settings,
@@ -38,6 +38,7 @@ def worker(
             queue_name=queue,
             heartbeat_seconds=heartbeat_seconds,
             stale_after_seconds=stale_after_seconds,
+            container=container,
         )
         source = "Redis" if settings.redis_url else f"SQLite ({settings.data_dir / 'jobs.db'})"
         log.info("worker consuming queue %r from %s with %d thread(s); kinds: %s",

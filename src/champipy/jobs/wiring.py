@@ -21,7 +21,9 @@ def create_runner(
     queue_name: str = DEFAULT_QUEUE_NAME,
     heartbeat_seconds: float = 10.0,
     stale_after_seconds: float = 90.0,
+    container=None,
 ) -> JobRunner:
+    """With a serving ``container`` (registry + model provider) the model jobs are handled too."""
     runner = JobRunner(
         store,
         huey or build_huey(settings, queue_name),
@@ -30,8 +32,8 @@ def create_runner(
     )
     runner.register("import", make_import_handler(store, settings))
     runner.register("fetch", make_fetch_handler(store, settings))
-    # The "monitor" handler is registered by the supervision service; until it is, the
-    # schedule logs and skips.
+    if container is not None and container.registry is not None:
+        register_model_jobs(runner, container)
     runner.schedule("monitor", settings.monitor_cron)
     return runner
 
@@ -39,3 +41,14 @@ def create_runner(
 def consumes_in_process(settings: Settings) -> bool:
     """``champipy serve`` runs the consumer itself unless Redis hands jobs to workers."""
     return not settings.redis_url
+
+
+def register_model_jobs(runner: JobRunner, container) -> None:
+    from ..services.models import FINETUNE, RETRAIN, finetune_handler, retrain_handler
+    from ..services.monitoring import MONITOR_JOB, monitor_handler
+
+    settings, store, registry = container.settings, container.store, container.registry
+    follow = container.models.refresh if container.models is not None else None
+    runner.register(FINETUNE, finetune_handler(settings, store, registry, on_promoted=follow))
+    runner.register(RETRAIN, retrain_handler(settings, store, registry, on_promoted=follow))
+    runner.register(MONITOR_JOB, monitor_handler(container))

@@ -1,0 +1,109 @@
+"""Admin routes kept from the original (accuracy, past_pred_acc, nb_new_img, finetune) and
+the model registry, jobs and monitor routes that Bob uses to run the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Depends, Query
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from ...errors import NotFound
+from ...services import models as model_service
+from ...services import supervise
+from ...store.base import JobState
+from ..deps import AdminUser, ContainerDep, StoreDep
+from ..schemas import FinetuneIn, JobOut, ModelVersionOut
+
+router = APIRouter(tags=["admin"])
+
+
+@router.get("/accuracy", summary="Evaluate the production model on the evaluation set (cached per version)")
+async def accuracy(admin: AdminUser, container: ContainerDep) -> dict:
+    return await run_in_threadpool(supervise.production_accuracy, container.settings, container.store, container.models)
+
+
+@router.get("/past_pred_acc", summary="Mean top probability of the last predictions (and accuracy where experts answered)")
+def past_pred_acc(admin: AdminUser, store: StoreDep,
+                  nb_last_preds: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict:
+    return supervise.past_prediction_accuracy(store, nb_last_preds)
+
+
+@router.get("/nb_new_img", summary="Images added since the version at this stage/alias was promoted")
+def nb_new_img(admin: AdminUser, container: ContainerDep,
+               model_name: Annotated[str, Query(max_length=200)] = "champipy",
+               stage: Annotated[str, Query(max_length=64)] = "production") -> dict:
+    return supervise.new_images_since_promotion(container.settings, container.store, container.registry,
+                                                model_name, stage)
+
+
+def _finetune_params(
+    model_name: Annotated[str | None, Query(max_length=200)] = None,
+    stage: Annotated[str | None, Query(max_length=64)] = None,
+    variables: Annotated[int | None, Query(ge=0, le=50, description="blocks to train besides the head")] = None,
+    epochs: Annotated[int | None, Query(ge=1, le=100)] = None,
+    promote_if_better: Annotated[bool | None, Query()] = None,
+    body: Annotated[FinetuneIn | None, Body()] = None,
+) -> FinetuneIn:
+    """Query parameters like the original, or a JSON body; query parameters win."""
+    merged = (body or FinetuneIn()).model_dump()
+    for key, value in {"model_name": model_name, "stage": stage, "variables": variables, "epochs": epochs,
+                       "promote_if_better": promote_if_better}.items():
+        if value is not None:
+            merged[key] = value
+    return FinetuneIn.model_validate(merged)
+
+
+@router.post("/finetune", status_code=202, response_model=JobOut,
+             summary="Start a fine-tune job on the most recent stored images (answers at once)")
+def finetune(admin: AdminUser, container: ContainerDep,
+             params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
+    job = model_service.submit_finetune(container, params.model_dump(), admin.username)
+    return JobOut.from_record(job)
+
+
+@router.get("/finetune", status_code=202, response_model=JobOut, deprecated=True,
+            summary="The original's GET form of /finetune, kept for old scripts: also starts a job")
+def finetune_get(admin: AdminUser, container: ContainerDep,
+                 params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
+    return finetune(admin, container, params)
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="Recent background jobs")
+def list_jobs(admin: AdminUser, store: StoreDep,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50,
+              state: JobState | None = None) -> list[JobOut]:
+    return [JobOut.from_record(j) for j in store.list_jobs(limit=limit, state=state)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="One job: state, progress, result, error")
+def get_job(job_id: str, admin: AdminUser, store: StoreDep) -> JobOut:
+    job = store.get_job(job_id)
+    if job is None:
+        raise NotFound("No such job.")
+    return JobOut.from_record(job)
+
+
+@router.get("/models", response_model=list[ModelVersionOut], summary="Registered versions, aliases, metrics")
+async def list_models(admin: AdminUser, container: ContainerDep) -> list[ModelVersionOut]:
+    return await run_in_threadpool(model_service.list_versions, container)
+
+
+@router.post("/models/{version}/promote", response_model=ModelVersionOut,
+             summary="Move the production alias to this version; serving follows within seconds")
+async def promote(version: str, admin: AdminUser, container: ContainerDep) -> ModelVersionOut:
+    return await run_in_threadpool(model_service.promote, container, version, admin.username)
+
+
+@router.post("/monitor", summary="Run the periodic check now (accuracy and new images against targets)")
+async def monitor(admin: AdminUser, container: ContainerDep) -> JSONResponse:
+    result = await run_in_threadpool(supervise.run_monitor, container.settings, container.store,
+                                     container.models, container.registry)
+    return JSONResponse(result.to_dict())
+
+
+@router.get("/monitor/history", summary="Results of past checks, most recent first")
+def monitor_history(admin: AdminUser, store: StoreDep,
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+    return [e.payload for e in store.list_events(supervise.MONITOR, limit=limit)]

@@ -1,0 +1,43 @@
+"""First start: when no version serves and a dataset folder is configured, train and promote one.
+
+A newcomer's `make run` should end with a service that answers predictions, not a 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from ..settings import Settings
+from . import supervise
+
+log = logging.getLogger(__name__)
+
+
+def needs_first_model(settings: Settings, registry) -> bool:
+    return settings.bootstrap_model and registry.version_for_alias(settings.production_alias) is None
+
+
+def train_first_model(settings: Settings, store, registry, progress: Callable[[dict], None] | None = None) -> str | None:
+    """Train the default recipe on CHAMPIPY_DATASET_DIR and promote it; None when impossible."""
+    dataset = settings.dataset_dir
+    if dataset is None or not Path(dataset).is_dir():
+        log.warning("no model in production and no CHAMPIPY_DATASET_DIR folder to train one from: "
+                    "predictions will answer 503 until a version is promoted")
+        return None
+    try:
+        from ..model.data import examples_from_folder
+        from ..model.pipeline import train_and_register
+        from ..model.train import TrainConfig
+    except ImportError as exc:  # a serving-only install has no torch
+        log.warning("cannot train a first model here (%s); install champipy[train] or promote a version", exc)
+        return None
+    log.info("no model in production: training a first one from %s", dataset)
+    outcome = train_and_register(settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone),
+                                 progress=progress)
+    version = str(outcome.version.version)
+    registry.promote(version, settings.production_alias)
+    supervise.record_promotion(store, settings.registered_model, version, settings.production_alias, "first start")
+    log.info("version %s trained and promoted", version)
+    return version

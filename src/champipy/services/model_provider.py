@@ -1,0 +1,141 @@
+"""Which model serves: follows the registry alias and swaps versions without a restart.
+
+The serving process loads the ONNX model of the version that carries the ``production``
+alias, warms it up, then swaps it in with one reference assignment, so a request sees either
+the old or the new model, never a half-loaded one. A version that fails to load is
+remembered and never replaces the serving one; the error shows in /status.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Protocol
+
+import numpy as np
+
+from ..errors import NoModel
+
+log = logging.getLogger(__name__)
+
+NO_MODEL_HELP = (
+    "No model is in production yet. Train one with `champipy train --data DIR --promote` "
+    "(or set CHAMPIPY_DATASET_DIR and restart `make run`), or promote a version with "
+    "`champipy models promote VERSION`."
+)
+
+
+class ClassifierLike(Protocol):
+    labels: list[str]
+    image_size: int
+
+    def preprocess(self, image) -> np.ndarray: ...
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+class RegistryLike(Protocol):
+    def version_for_alias(self, alias: str): ...
+
+    def download_serving_model(self, version: str): ...
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    name: str
+    version: str
+    classifier: ClassifierLike
+    loaded_at: datetime
+
+
+class ModelProvider:
+    def __init__(self, registry: RegistryLike, loader, *, model_name: str, alias: str, poll_seconds: float):
+        self.registry = registry
+        self.loader = loader  # directory -> classifier
+        self.model_name = model_name
+        self.alias = alias
+        self.poll_seconds = poll_seconds
+        self._serving: ServingModel | None = None
+        self._failed_versions: dict[str, str] = {}
+        self.last_error: str | None = None
+        self._refresh_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def current(self) -> ServingModel:
+        serving = self._serving
+        if serving is None:
+            raise NoModel(self.last_error and f"{NO_MODEL_HELP} Last load error: {self.last_error}" or NO_MODEL_HELP)
+        return serving
+
+    @property
+    def serving(self) -> ServingModel | None:
+        return self._serving
+
+    def refresh(self) -> bool:
+        """Load the alias's version if it changed; True when a new model was swapped in."""
+        with self._refresh_lock:
+            try:
+                info = self.registry.version_for_alias(self.alias)
+            except Exception as exc:  # registry down: keep serving what we have
+                self.last_error = f"cannot read the registry: {exc}"
+                log.warning("model registry unreachable; keeping the serving model: %s", exc)
+                return False
+            if self.last_error and self.last_error.startswith("cannot read the registry"):
+                self.last_error = None  # it answers again
+            if info is None:
+                return False
+            version = str(info.version)
+            if self._serving is not None and self._serving.version == version:
+                return False
+            if version in self._failed_versions:
+                return False
+            try:
+                classifier = self.loader(self.registry.download_serving_model(version))
+                self._warm_up(classifier)
+            except Exception as exc:
+                self._failed_versions[version] = str(exc)
+                self.last_error = f"version {version} failed to load: {exc}"
+                log.error("model version %s failed to load; the serving model stays: %s", version, exc)
+                return False
+            previous = self._serving
+            self._serving = ServingModel(self.model_name, version, classifier, datetime.now(timezone.utc))
+            self.last_error = None
+            log.info("now serving %s version %s (was %s)", self.model_name, version,
+                     previous.version if previous else "none")
+            return True
+
+    @staticmethod
+    def _warm_up(classifier: ClassifierLike) -> None:
+        size = classifier.image_size
+        probabilities = classifier.predict_batch(np.zeros((1, 3, size, size), dtype=np.float32))
+        if probabilities.shape != (1, len(classifier.labels)) or not np.all(np.isfinite(probabilities)):
+            raise ValueError(f"the model answered shape {probabilities.shape} for {len(classifier.labels)} labels")
+
+    def start(self) -> None:
+        self.refresh()
+        self._thread = threading.Thread(target=self._poll, name="model-poller", daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            self.refresh()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def status(self) -> dict:
+        serving = self._serving
+        if serving is None:
+            return {"loaded": False, "last_error": self.last_error}
+        return {
+            "loaded": True,
+            "name": serving.name,
+            "version": serving.version,
+            "loaded_at": serving.loaded_at,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,188 @@
+"""The hot path: image bytes in, species probabilities out, every prediction stored.
+
+Cache: a result is keyed by (SHA-256 of the image bytes, model version) and read from the
+store, so it survives restarts and never crosses model versions. A URL fetched recently is
+not downloaded again. Images predicted with more than ``store_threshold`` are kept for
+retraining, labelled with the predicted species.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from ..errors import Conflict, InvalidInput, NotFound
+from ..images import decode_image, sha256_hex
+from ..settings import Settings
+from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
+from .model_provider import ModelProvider, ServingModel
+from .spool import ImageSpool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PredictionOutcome:
+    prediction: Prediction
+    top_k: int
+    kept_for_training: bool
+    uncertain: bool
+
+    @property
+    def results(self) -> tuple[SpeciesScore, ...]:
+        return self.prediction.results[: self.top_k]
+
+
+class _KeyedLocks:
+    """One lock per key, so two identical requests compute once and the second reads the cache."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple, threading.Lock] = defaultdict(threading.Lock)
+        self._guard = threading.Lock()
+
+    def get(self, key: tuple) -> threading.Lock:
+        with self._guard:
+            if len(self._locks) > 4096:
+                self._locks = defaultdict(threading.Lock, {k: v for k, v in self._locks.items() if v.locked()})
+            return self._locks[key]
+
+
+class PredictionService:
+    observer = None  # set by the API (api/metrics.py) to count predictions
+
+    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher, spool: ImageSpool):
+        self.settings = settings
+        self.store = store
+        self.models = models
+        self.fetcher = fetcher
+        self.spool = spool
+        self._in_flight = _KeyedLocks()
+
+    # --- entry points ------------------------------------------------------------------
+    def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
+        model = self.models.current()
+        top_k = self._check_top_k(top_k, model)
+        url = url.strip()
+        since = utcnow() - timedelta(seconds=self.settings.url_cache_ttl_seconds)
+        known_sha = self.store.find_recent_url_image(url, since) if self.settings.url_cache_ttl_seconds else None
+        if known_sha:
+            computed = self.store.find_computed_prediction(known_sha, model.version)
+            if computed is not None:
+                return self._serve_cached(computed, model, top_k, user, url, filename=_filename(url))
+        data = self.fetcher.fetch(url).data
+        return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
+
+    def predict_upload(self, data: bytes, filename: str | None, top_k: int, user: User) -> PredictionOutcome:
+        model = self.models.current()
+        top_k = self._check_top_k(top_k, model)
+        if not data:
+            raise InvalidInput("The uploaded file is empty.")
+        return self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
+
+    def feedback(self, prediction_id: str, species: str, user: User) -> Prediction:
+        prediction = self.store.get_prediction(prediction_id)
+        if prediction is None:
+            raise NotFound("No such prediction.")
+        if prediction.username != user.username and not user.is_admin:
+            raise NotFound("No such prediction.")
+        known = {s.species for s in prediction.results}
+        if species not in known:
+            raise InvalidInput(f"Unknown species {species!r}; expected one of: {', '.join(sorted(known))}.")
+        sha = prediction.image_sha256
+        if self.store.get_image(sha) is not None:
+            self.store.set_image_label(sha, species, LabelSource.CONFIRMED)
+        else:
+            data = self.spool.get(sha) or self._refetch(prediction)
+            if data is None:
+                raise Conflict("The image of this prediction is no longer available; upload it again.")
+            self.store.add_image(NewImage(
+                sha256=sha, data=data, label=species, label_source=LabelSource.CONFIRMED,
+                source_url=prediction.source_url, filename=prediction.filename, username=user.username,
+            ))
+        return self.store.set_feedback(prediction_id, species, user.username)
+
+    # --- internals ---------------------------------------------------------------------
+    def _check_top_k(self, top_k: int, model: ServingModel) -> int:
+        n = len(model.classifier.labels)
+        if not 1 <= top_k <= n:
+            raise InvalidInput(f"nb_preds/top_k must be an integer from 1 to {n} (the number of species).")
+        return top_k
+
+    def _predict_bytes(self, data: bytes, model: ServingModel, top_k: int, user: User,
+                       source_url: str | None, filename: str | None) -> PredictionOutcome:
+        sha = sha256_hex(data)
+        with self._in_flight.get((sha, model.version)):
+            computed = self.store.find_computed_prediction(sha, model.version)
+            if computed is not None:
+                return self._serve_cached(computed, model, top_k, user, source_url, filename)
+            started = time.perf_counter()
+            decoded = decode_image(data, self.settings.max_image_pixels)
+            classifier = model.classifier
+            batch = classifier.preprocess(decoded.image)[np.newaxis]
+            probabilities = classifier.predict_batch(batch)[0]
+            results = _ranked(classifier.labels, probabilities)
+            prediction = self.store.add_prediction(NewPrediction(
+                username=user.username, image_sha256=sha, model_name=model.name,
+                model_version=model.version, results=results, source_url=source_url,
+                filename=filename, cached=False, latency_ms=(time.perf_counter() - started) * 1000,
+            ))
+        kept = self._keep_for_training(data, prediction, user)
+        return self._outcome(prediction, top_k, kept)
+
+    def _serve_cached(self, computed: Prediction, model: ServingModel, top_k: int, user: User,
+                      source_url: str | None, filename: str | None) -> PredictionOutcome:
+        prediction = self.store.add_prediction(NewPrediction(
+            username=user.username, image_sha256=computed.image_sha256, model_name=model.name,
+            model_version=model.version, results=computed.results, source_url=source_url,
+            filename=filename, cached=True, latency_ms=0.0,
+        ))
+        kept = self.store.get_image(computed.image_sha256) is not None
+        return self._outcome(prediction, top_k, kept)
+
+    def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
+        top = prediction.results[0]
+        if top.probability > self.settings.store_threshold:
+            self.store.add_image(NewImage(
+                sha256=prediction.image_sha256, data=data, label=top.species,
+                label_source=LabelSource.PREDICTED, source_url=prediction.source_url,
+                filename=prediction.filename, username=user.username,
+            ))
+            return True
+        if self.store.get_image(prediction.image_sha256) is not None:
+            return True
+        try:
+            self.spool.put(prediction.image_sha256, data)
+        except OSError as exc:  # a full disk costs the chance of later feedback, not the answer
+            log.warning("could not keep image %s for feedback: %s", prediction.image_sha256, exc)
+        return False
+
+    def _outcome(self, prediction: Prediction, top_k: int, kept: bool) -> PredictionOutcome:
+        uncertain = prediction.results[0].probability < self.settings.uncertain_threshold
+        if self.observer is not None:
+            self.observer.on_prediction(prediction)
+        return PredictionOutcome(prediction=prediction, top_k=top_k, kept_for_training=kept, uncertain=uncertain)
+
+    def _refetch(self, prediction: Prediction) -> bytes | None:
+        if not prediction.source_url:
+            return None
+        try:
+            data = self.fetcher.fetch(prediction.source_url).data
+        except Exception:
+            return None
+        return data if sha256_hex(data) == prediction.image_sha256 else None
+
+
+def _ranked(labels: list[str], probabilities: np.ndarray) -> tuple[SpeciesScore, ...]:
+    order = np.argsort(-probabilities, kind="stable")
+    return tuple(SpeciesScore(labels[i], float(probabilities[i])) for i in order)
+
+
+def _filename(url: str) -> str | None:
+    name = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    return name or None

@@ -1,0 +1,167 @@
+"""Bob's routes over HTTP: access levels, accuracy, new images, fine-tune jobs, promotion."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from champipy.api.app import create_app
+from champipy.services.dataset_import import import_folder
+from champipy.store import open_store
+from support.accounts import make_account
+from support.live_server import client, live_server
+
+ADMIN_ROUTES = [
+    ("GET", "/accuracy", None),
+    ("GET", "/past_pred_acc?nb_last_preds=5", None),
+    ("GET", "/nb_new_img?model_name=champipy&stage=Production", None),
+    ("GET", "/jobs", None),
+    ("GET", "/models", None),
+    ("GET", "/monitor/history", None),
+    ("POST", "/monitor", None),
+]
+
+
+@pytest.fixture
+def admin_api(tmp_path, trained_registry):
+    settings = trained_registry.settings_for(tmp_path / "data")
+    store = open_store(settings.resolved_database_url)
+    user, admin = make_account(store), make_account(store, admin=True, prefix="admin")
+    with live_server(create_app(settings)) as base_url:
+        yield {"url": base_url, "user": user, "admin": admin, "store": store, "settings": settings,
+               "version": trained_registry.version}
+    store.close()
+
+
+@pytest.mark.parametrize("method, path, body", ADMIN_ROUTES)
+def test_admin_routes_access_matrix(admin_api, method, path, body):
+    for who, expected in (("anonymous", 401), ("user", 403), ("admin", 200)):
+        auth = None if who == "anonymous" else admin_api[who].auth
+        with client(admin_api["url"], auth=auth) as c:
+            answer = c.request(method, path, json=body)
+        assert answer.status_code == expected, (who, answer.text)
+
+
+def test_finetune_and_promote_need_admin(admin_api):
+    for who, expected in (("anonymous", 401), ("user", 403)):
+        auth = None if who == "anonymous" else admin_api[who].auth
+        with client(admin_api["url"], auth=auth) as c:
+            assert c.post("/finetune?epochs=1").status_code == expected
+            assert c.get("/finetune?epochs=1").status_code == expected
+            assert c.post(f"/models/{admin_api['version']}/promote").status_code == expected
+            assert c.get("/jobs/whatever").status_code == expected
+
+
+def test_accuracy_on_the_eval_set_is_computed_once_per_version(admin_api):
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        first = c.get("/accuracy").json()
+        second = c.get("/accuracy").json()
+    assert first["n"] == sum(1 for p in Path(admin_api["settings"].eval_dir).rglob("*") if p.is_file())
+    assert 0.5 < first["top1"] <= first["top3"] <= 1.0, "a small real model is well above chance (0.1)"
+    assert set(first["per_species"]) == {p.name for p in Path(admin_api["settings"].eval_dir).iterdir()}
+    assert first["model_version"] == admin_api["version"]
+    assert first["cached"] is False and second["cached"] is True
+    assert second["top1"] == first["top1"]
+
+
+def test_past_pred_acc_reports_confidence_and_expert_accuracy(admin_api):
+    eval_dir = Path(admin_api["settings"].eval_dir)
+    photos = [sorted((eval_dir / s).iterdir())[0] for s in ("Amanita muscaria", "Coprinus comatus")]
+    with client(admin_api["url"], auth=admin_api["user"].auth) as c:
+        ids = []
+        for photo in photos:
+            ids.append(c.post("/predictions", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")}).json())
+        top = ids[0]["results"][0]["species"]
+        c.post(f"/predictions/{ids[0]['id']}/feedback", json={"species": top})
+        wrong = next(s for s in ("Lycogala epidendrum", "Mycena haematopus") if s != ids[1]["results"][0]["species"])
+        c.post(f"/predictions/{ids[1]['id']}/feedback", json={"species": wrong})
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        report = c.get("/past_pred_acc", params={"nb_last_preds": 2}).json()
+        bad = c.get("/past_pred_acc", params={"nb_last_preds": "many"})
+    expected_mean = sum(p["results"][0]["probability"] for p in ids) / 2
+    assert report["n"] == 2 and report["mean_probability"] == pytest.approx(expected_mean)
+    assert report["n_feedback"] == 2 and report["feedback_accuracy"] == 0.5
+    assert bad.status_code == 422
+
+
+def test_nb_new_img_counts_images_since_promotion(admin_api):
+    store, settings = admin_api["store"], admin_api["settings"]
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        c.post(f"/models/{admin_api['version']}/promote")
+        before = c.get("/nb_new_img", params={"model_name": "champipy", "stage": "Production"}).json()
+        subset = Path(settings.data_dir) / "few"
+        shutil.copytree(Path(settings.eval_dir) / "Aleuria aurantia", subset / "Aleuria aurantia")
+        summary = import_folder(store, subset, settings)
+        after = c.get("/nb_new_img", params={"model_name": "champipy", "stage": "production"}).json()
+        unknown = c.get("/nb_new_img", params={"model_name": "other-model", "stage": "production"})
+        no_alias = c.get("/nb_new_img", params={"model_name": "champipy", "stage": "staging"})
+    assert before["version"] == admin_api["version"] and before["nb_new_img"] == 0
+    assert after["nb_new_img"] == summary.added > 0
+    assert unknown.status_code == 404 and no_alias.status_code == 404
+
+
+def test_promote_unknown_version_and_unknown_job_are_404(admin_api):
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        assert c.post("/models/999/promote").status_code == 404
+        assert c.get("/jobs/no-such-job").status_code == 404
+
+
+@pytest.mark.parametrize("query", ["epochs=0", "epochs=abc", "variables=-1", "variables=x", "epochs=1000"])
+def test_finetune_rejects_bad_parameters(admin_api, query):
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        answer = c.post(f"/finetune?{query}")
+    assert answer.status_code == 422 and answer.json()["error"] == "invalid_input"
+
+
+def wait_for_job(c, job_id: str, seconds: float = 600) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = c.get(f"/jobs/{job_id}").json()
+        if job["state"] in ("succeeded", "failed"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not finish: {job}")
+
+
+def test_finetune_without_stored_images_fails_with_a_clear_error(admin_api):
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        submitted = c.post("/finetune", params={"epochs": 1})
+        assert submitted.status_code == 202
+        job = wait_for_job(c, submitted.json()["id"], seconds=60)
+    assert job["state"] == "failed" and "import" in job["error"]
+
+
+@pytest.mark.slow
+def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
+    store, settings = admin_api["store"], admin_api["settings"]
+    subset = Path(settings.data_dir) / "subset"
+    for species in sorted(p.name for p in Path(settings.dataset_dir).iterdir()):
+        files = sorted((Path(settings.dataset_dir) / species).iterdir())[:4]
+        (subset / species).mkdir(parents=True)
+        for f in files:
+            shutil.copy(f, subset / species / f.name)
+    assert import_folder(store, subset, settings).added == 40
+
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        submitted = c.post("/finetune", params={"model_name": "champipy", "stage": "Production",
+                                                "variables": 1, "epochs": 1})
+        assert submitted.status_code == 202, submitted.text
+        job = wait_for_job(c, submitted.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["progress"], "progress was reported while it ran"
+        new_version = job["result"]["version"]
+        assert new_version != admin_api["version"] and job["result"]["promoted"] is False
+        assert job["result"]["images"] == 40
+
+        versions = {v["version"]: v for v in c.get("/models").json()}
+        assert "eval_top1" in versions[new_version]["metrics"]
+        assert versions[admin_api["version"]]["serving"] is True
+
+        promoted = c.post(f"/models/{new_version}/promote")
+        assert promoted.status_code == 200 and promoted.json()["serving"] is True
+        photo = next(Path(settings.eval_dir).rglob("*.jpg"))
+        answer = c.post("/predictions", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")})
+    assert answer.json()["model"]["version"] == new_version
