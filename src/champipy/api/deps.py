@@ -12,6 +12,8 @@ from fastapi.security import HTTPBasic, HTTPBearer
 from ..container import Container
 from ..errors import Forbidden, Unauthorized
 from ..store.base import Store, User
+from .request_log import note_user
+from ..web.session import user_from_session_cookie
 
 # Declared for the OpenAPI page only; the header is parsed below so that every malformed
 # form gets the same clear 401.
@@ -61,7 +63,14 @@ def current_user(
     _basic=Security(_basic_doc),
     _bearer=Security(_bearer_doc),
 ) -> User:
-    return _authenticate(request, container)
+    # Scripts send Authorization and are unaffected by cookies; the web pages send the signed
+    # session cookie plus the X-CSRF-Token header (a 403 without it).
+    user = None
+    if not request.headers.get("authorization"):
+        user = user_from_session_cookie(request, container.store)
+    user = user or _authenticate(request, container)
+    note_user(user.username)  # the access log line names who asked
+    return user
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

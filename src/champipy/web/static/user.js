@@ -1,0 +1,245 @@
+/* The user page: predict from a URL or a photo, show the species, send feedback, list recent. */
+"use strict";
+
+(function () {
+  const {api, el, percent, when, show, hide, speciesLink} = window.Champi;
+  const app = document.getElementById("user-app");
+  if (!app) return;
+
+  const BARS = 5;
+  const RECENT = 10;
+  const threshold = Number(app.dataset.uncertainThreshold || "0.5");
+  const $ = (id) => document.getElementById(id);
+  const urlForm = $("url-form"), urlInput = $("photo-url"), fileInput = $("photo-file"), dropZone = $("drop-zone");
+  const busy = $("busy"), errorBox = $("error"), result = $("result"), photo = $("photo"), caption = $("photo-caption");
+  const bars = $("bars"), uncertain = $("uncertain"), moLink = $("mo-link"), modelLine = $("model-line");
+  const confirmButton = $("confirm-button"), correctForm = $("correct-form"), correctSelect = $("correct-species");
+  const feedbackStatus = $("feedback-status"), recent = $("recent"), recentEmpty = $("recent-empty");
+
+  let current = null;   // the prediction record on screen
+  let objectUrl = null; // the blob: URL of an uploaded photo's preview
+  let working = false;
+
+  function setBusy(on) {
+    working = on;
+    busy.hidden = !on;
+    for (const button of document.querySelectorAll("#url-form button, #feedback button")) button.disabled = on;
+    dropZone.classList.toggle("disabled", on);
+  }
+
+  function fail(error) {
+    show(errorBox, error && error.message ? error.message : String(error));
+  }
+
+  function previewUrl(url) {
+    if (objectUrl) URL.revokeObjectURL(objectUrl);
+    objectUrl = null;
+    // The Content-Security-Policy lets the page show https: photos only.
+    if (/^https:\/\//i.test(url)) {
+      photo.src = url;
+      photo.hidden = false;
+      caption.textContent = url;
+    } else {
+      photo.removeAttribute("src");
+      photo.hidden = true;
+      caption.textContent = url ? url + " (preview shown for https: addresses only)" : "";
+    }
+  }
+
+  function previewFile(file) {
+    if (objectUrl) URL.revokeObjectURL(objectUrl);
+    objectUrl = URL.createObjectURL(file);
+    photo.src = objectUrl;
+    photo.hidden = false;
+    caption.textContent = file.name;
+  }
+
+  async function identify(send) {
+    if (working) return;
+    hide(errorBox);
+    setBusy(true);
+    try {
+      const outcome = await send();
+      // The answer carries the top species; the record carries every species, for corrections.
+      const record = await api("GET", "/predictions/" + encodeURIComponent(outcome.id));
+      render(record, outcome.uncertain);
+      loadRecent();
+    } catch (error) {
+      fail(error);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function identifyUrl(url) {
+    url = url.trim();
+    if (!/^https?:\/\/\S+$/i.test(url)) {
+      fail(new Error("Enter a photo address that starts with http:// or https://."));
+      return;
+    }
+    previewUrl(url);
+    identify(() => api("POST", "/predictions", {json: {url: url, top_k: 1}}));
+  }
+
+  function identifyFile(file) {
+    if (!file) return;
+    if (file.type && !file.type.startsWith("image/")) {
+      fail(new Error(file.name + " is not an image."));
+      return;
+    }
+    previewFile(file);
+    const form = new FormData();
+    form.append("file", file, file.name || "photo");
+    form.append("top_k", "1");
+    identify(() => api("POST", "/predictions", {form: form}));
+  }
+
+  function render(record, isUncertain) {
+    current = record;
+    const results = record.results || [];
+    const top = results[0];
+    bars.replaceChildren();
+    results.slice(0, BARS).forEach((score, index) => {
+      const fill = el("span", {class: "bar-fill"});
+      fill.style.width = Math.max(0.5, score.probability * 100).toFixed(1) + "%";  // CSSOM: allowed by the CSP
+      bars.append(el("li", {class: index === 0 ? "bar top" : "bar", "data-species": score.species},
+        el("span", {class: "bar-label"},
+          el("span", {class: "species", text: score.species}),
+          el("span", {class: "pct", text: percent(score.probability)})),
+        el("span", {class: "bar-track", role: "presentation"}, fill)));
+    });
+    if (isUncertain === undefined) isUncertain = top ? top.probability < threshold : false;
+    uncertain.hidden = !isUncertain;
+    if (top) {
+      moLink.href = speciesLink(top.species);
+      moLink.textContent = top.species + " on Mushroom Observer";
+      confirmButton.textContent = "Yes, it is " + top.species;
+    }
+    modelLine.textContent = "Model " + record.model.name + " v" + record.model.version +
+      (record.cached ? " · answered from cache" : "") + " · " + when(record.created_at);
+    correctSelect.replaceChildren(...results.map((s) => s.species).sort()
+      .map((name) => el("option", {value: name, text: name, selected: top && name === top.species})));
+    showFeedback(record.feedback_species);
+    result.hidden = false;
+  }
+
+  function showFeedback(species) {
+    if (species) show(feedbackStatus, "Recorded: " + species + ". Thank you!");
+    else hide(feedbackStatus);
+  }
+
+  async function sendFeedback(species) {
+    if (!current || working) return;
+    hide(errorBox);
+    setBusy(true);
+    try {
+      const record = await api("POST", "/predictions/" + encodeURIComponent(current.id) + "/feedback",
+                               {json: {species: species}});
+      current = record;
+      showFeedback(record.feedback_species);
+      loadRecent();
+    } catch (error) {
+      fail(error);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  async function reopen(id) {
+    hide(errorBox);
+    try {
+      const record = await api("GET", "/predictions/" + encodeURIComponent(id));
+      previewUrl(record.source_url || "");
+      if (!record.source_url) caption.textContent = record.filename || "";
+      render(record);
+      result.scrollIntoView({behavior: "smooth", block: "start"});
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function shortSource(p) {
+    if (p.filename && p.filename.length <= 40) return p.filename;
+    if (p.source_url) {
+      try {
+        const url = new URL(p.source_url);
+        const last = url.pathname.split("/").filter(Boolean).pop() || "";
+        return url.hostname + (last ? "/…/" + (last.length > 28 ? last.slice(0, 25) + "…" : last) : "");
+      } catch (e) { /* not a URL: shown as is, cut */ }
+    }
+    const name = p.filename || p.source_url || "photo";
+    return name.length > 40 ? name.slice(0, 37) + "…" : name;
+  }
+
+  async function loadRecent() {
+    try {
+      const items = await api("GET", "/predictions/recent?limit=" + RECENT);
+      recentEmpty.hidden = items.length > 0;
+      recent.replaceChildren(...items.map((p) => {
+        const top = p.results[0];
+        return el("li", {class: "recent-item"},
+          el("button", {type: "button", class: "recent-open", title: "Show this prediction again",
+                        onclick: () => reopen(p.id)},
+            el("span", {class: "species", text: top ? top.species : "?"}),
+            el("span", {class: "pct", text: top ? percent(top.probability, 0) : ""})),
+          el("span", {class: "muted small meta", title: p.source_url || p.filename || "",
+                      text: [shortSource(p), when(p.created_at)].join(" · ")}),
+          p.feedback_species
+            ? el("span", {class: p.feedback_species === (top && top.species) ? "tag ok" : "tag fix",
+                          text: p.feedback_species === (top && top.species) ? "confirmed" : "corrected: " + p.feedback_species})
+            : null);
+      }));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  urlForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    identifyUrl(urlInput.value);
+  });
+  fileInput.addEventListener("change", () => {
+    identifyFile(fileInput.files[0]);
+    fileInput.value = "";
+  });
+  for (const name of ["dragenter", "dragover"]) {
+    dropZone.addEventListener(name, (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    dropZone.addEventListener(name, () => dropZone.classList.remove("dragging"));
+  }
+  dropZone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    const files = event.dataTransfer && event.dataTransfer.files;
+    if (files && files.length) identifyFile(files[0]);
+    else {
+      const text = event.dataTransfer && event.dataTransfer.getData("text/uri-list");
+      if (text) identifyUrl(text.split("\n")[0]);
+    }
+  });
+  document.addEventListener("paste", (event) => {
+    if (event.target === urlInput) return;
+    const files = event.clipboardData && event.clipboardData.files;
+    if (files && files.length) {
+      event.preventDefault();
+      identifyFile(files[0]);
+    }
+  });
+  confirmButton.addEventListener("click", () => {
+    if (current && current.results.length) sendFeedback(current.results[0].species);
+  });
+  correctForm.addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (correctSelect.value) sendFeedback(correctSelect.value);
+  });
+  $("recent-refresh").addEventListener("click", loadRecent);
+  photo.addEventListener("error", () => {
+    photo.hidden = true;
+  });
+
+  loadRecent();
+  app.dataset.ready = "true";
+})();
