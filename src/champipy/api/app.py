@@ -7,11 +7,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .. import __version__
-from ..container import Container, build_container
+from ..container import Container, build_server_container
 from ..settings import Settings, get_settings
+from ..web import install_web
 from .body_limit import BodyLimitMiddleware
 from .errors import install_error_handlers
-from .routes import general, predictions, tokens
+from .metrics import install_metrics
+from .request_log import RequestLogMiddleware
+from .routes import admin, general, predictions, tokens
 
 # Multipart overhead on top of the largest accepted image.
 BODY_MARGIN_BYTES = 64 * 1024
@@ -23,7 +26,8 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         owned = container is None
-        app.state.container = container or build_container(settings, serving=True)
+        app.state.container = container or build_server_container(settings)
+        app.state.metrics.bind(app.state.container)
         app.state.container.start()
         try:
             yield
@@ -39,6 +43,9 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
-    for module in (general, tokens, predictions):
+    for module in (general, tokens, predictions, admin):
         app.include_router(module.router)
+    install_web(app, settings)  # the user page, the admin dashboard, /static
+    install_metrics(app)  # GET /metrics, per-route request counts and latencies
+    app.add_middleware(RequestLogMiddleware)  # outermost: request id, access log, 500s
     return app

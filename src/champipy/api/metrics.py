@@ -1,0 +1,207 @@
+"""Prometheus metrics of one app instance, served at ``GET /metrics`` (text format).
+
+Public, like /status: the numbers hold no user data (routes are templates, never raw paths
+or query strings). Restrict it at the proxy if the deployment needs to.
+
+Each app has its own ``CollectorRegistry``, so tests can build several apps in one process.
+
+- ``champipy_http_requests_total{method,route,status}`` and
+  ``champipy_http_request_duration_seconds{method,route,status}``: ``route`` is the route
+  template (``/predictions/{prediction_id}``), ``unmatched`` when no route matched.
+- ``champipy_predictions_total{cached}``: every answered prediction;
+  ``champipy_prediction_cache_hits_total``: those served from the (image hash, model version)
+  cache, the same as ``cached="true"``, kept as its own series for dashboards.
+- ``champipy_inference_duration_seconds``: decode, preprocessing and ONNX Runtime time of
+  each computed (uncached) prediction.
+- ``champipy_prediction_top_probability``: top-1 probability of each computed prediction;
+  a shift of this distribution is the first sign of data drift.
+- Read at scrape time: ``champipy_model_info{name,version}`` (the serving version),
+  ``champipy_model_loaded``, ``champipy_model_load_error`` (1 while /status shows an error),
+  ``champipy_jobs{state}`` (from the store, cached for a few seconds, capped at
+  ``JOB_COUNT_CAP`` per state) and ``champipy_metrics_store_errors_total``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..store.base import JobState
+
+log = logging.getLogger(__name__)
+
+JOB_COUNT_CAP = 1000
+JOB_COUNT_TTL_SECONDS = 10.0
+UNMATCHED = "unmatched"
+
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "champipy_http_requests", "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"], registry=self.registry)
+        self.request_seconds = Histogram(
+            "champipy_http_request_duration_seconds", "Time to answer an HTTP request.",
+            ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=self.registry)
+        self.predictions = Counter(
+            "champipy_predictions", "Predictions answered, by whether the result came from the cache.",
+            ["cached"], registry=self.registry)
+        self.cache_hits = Counter(
+            "champipy_prediction_cache_hits", "Predictions served from the (image hash, model version) cache.",
+            registry=self.registry)
+        self.inference_seconds = Histogram(
+            "champipy_inference_duration_seconds", "Decode, preprocessing and inference time of computed predictions.",
+            buckets=INFERENCE_BUCKETS, registry=self.registry)
+        self.top_probability = Histogram(
+            "champipy_prediction_top_probability", "Top-1 probability of computed predictions (drift signal).",
+            buckets=PROBABILITY_BUCKETS, registry=self.registry)
+        self._state = _StateCollector()
+        self.registry.register(self._state)
+
+    # --- wiring ------------------------------------------------------------------------
+    def bind(self, container) -> None:
+        """Read model and jobs from this container, and count its predictions."""
+        self._state.container = container
+        if getattr(container, "predictor", None) is not None:
+            container.predictor.observer = self
+
+    # --- events ------------------------------------------------------------------------
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        labels = (method, route, str(status))
+        self.requests.labels(*labels).inc()
+        self.request_seconds.labels(*labels).observe(seconds)
+
+    def on_prediction(self, prediction) -> None:
+        """Called by the prediction service for every answered prediction."""
+        try:
+            self.predictions.labels("true" if prediction.cached else "false").inc()
+            if prediction.cached:
+                self.cache_hits.inc()
+                return
+            if prediction.latency_ms is not None:
+                self.inference_seconds.observe(prediction.latency_ms / 1000)
+            if prediction.results:
+                self.top_probability.observe(prediction.results[0].probability)
+        except Exception:  # a metric must never fail a prediction
+            log.warning("could not record prediction metrics", exc_info=True)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector:
+    """What is read at scrape time: the serving model and the jobs in the store."""
+
+    def __init__(self) -> None:
+        self.container = None
+        self._lock = threading.Lock()
+        self._jobs: dict[str, int] | None = None
+        self._jobs_read_at = float("-inf")
+        self._store_errors = 0
+
+    def describe(self):
+        return []  # collected only when a container is bound
+
+    def collect(self):
+        container = self.container
+        if container is None:
+            return
+        yield from self._model(container)
+        yield from self._job_counts(container)
+
+    @staticmethod
+    def _model(container):
+        provider = getattr(container, "models", None)
+        serving = getattr(provider, "serving", None)
+        info = GaugeMetricFamily("champipy_model_info", "The model version that serves (value 1).",
+                                 labels=["name", "version"])
+        if serving is not None:
+            info.add_metric([serving.name, serving.version], 1)
+        yield info
+        yield GaugeMetricFamily("champipy_model_loaded", "1 when a model serves.", value=int(serving is not None))
+        yield GaugeMetricFamily("champipy_model_load_error",
+                                "1 while the last registry read or model load failed (see /status).",
+                                value=int(bool(getattr(provider, "last_error", None))))
+        if serving is not None:
+            yield GaugeMetricFamily("champipy_model_loaded_timestamp_seconds", "When the serving model was loaded.",
+                                    value=serving.loaded_at.timestamp())
+
+    def _job_counts(self, container):
+        with self._lock:
+            now = time.monotonic()
+            if now - self._jobs_read_at >= JOB_COUNT_TTL_SECONDS:
+                self._jobs_read_at = now
+                try:
+                    self._jobs = {state.value: len(container.store.list_jobs(limit=JOB_COUNT_CAP, state=state))
+                                  for state in JobState}
+                except Exception as exc:  # the database is down: say so, keep the other metrics
+                    self._store_errors += 1
+                    self._jobs = None
+                    log.warning("metrics: cannot count jobs: %s", exc)
+            jobs, errors = self._jobs, self._store_errors
+        if jobs is not None:
+            family = GaugeMetricFamily("champipy_jobs", f"Background jobs by state (counted up to {JOB_COUNT_CAP}).",
+                                       labels=["state"])
+            for state, count in jobs.items():
+                family.add_metric([state], count)
+            yield family
+        errors_family = GaugeMetricFamily("champipy_metrics_store_errors",
+                                          "Scrapes that could not read the store.")
+        errors_family.add_metric([], errors)
+        yield errors_family
+
+
+class MetricsMiddleware:
+    """Counts and times every HTTP request by route template (set by the router on the scope)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
+
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format; public)",
+            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
+def metrics(request: Request) -> Response:
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_metrics(app: FastAPI) -> Metrics:
+    """A registry for this app, the middleware and the route; ``bind`` once the container exists."""
+    app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.include_router(router)
+    return app.state.metrics
