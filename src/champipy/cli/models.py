@@ -5,6 +5,9 @@ torch is imported only inside ``train``: the other commands run with the serving
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -38,6 +41,30 @@ def _folder(option: Path | None, fallback: Path | None, env: str) -> Path:
     return folder
 
 
+@contextmanager
+def training_progress(settings: Settings) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A rich progress bar fed by the training pipeline's progress events."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_progress(event: dict[str, Any]) -> None:
+            stage = event.get("stage")
+            if stage == "features":
+                task = tasks.setdefault(stage, bar.add_task("features", total=event["total"], info=""))
+                bar.update(task, completed=event["done"])
+            elif stage == "train":
+                task = tasks.setdefault(stage, bar.add_task("epochs", total=event["epochs"], info=""))
+                info = f"loss {event['loss']:.3f} acc {event['accuracy']:.3f}"
+                if "val_accuracy" in event:
+                    info += f" val_acc {event['val_accuracy']:.3f}"
+                bar.update(task, completed=event["epoch"], info=info)
+            elif stage == "evaluating":
+                tasks.setdefault(stage, bar.add_task("evaluating", total=None, info=str(settings.eval_dir)))
+
+        yield on_progress
+
+
 @app.command()
 def train(
     data: Annotated[Optional[Path], typer.Option("--data", help="Folder of species sub-folders (default: CHAMPIPY_DATASET_DIR).")] = None,
@@ -65,24 +92,7 @@ def train(
             if config.fine_tune else "frozen features + logistic regression")
     console.print(f"Training [bold]{config.backbone}[/bold] ({mode}) on {len(examples)} images from {folder}")
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_progress(event: dict[str, Any]) -> None:
-            stage = event.get("stage")
-            if stage == "features":
-                task = tasks.setdefault(stage, bar.add_task("features", total=event["total"], info=""))
-                bar.update(task, completed=event["done"])
-            elif stage == "train":
-                task = tasks.setdefault(stage, bar.add_task("epochs", total=event["epochs"], info=""))
-                info = f"loss {event['loss']:.3f} acc {event['accuracy']:.3f}"
-                if "val_accuracy" in event:
-                    info += f" val_acc {event['val_accuracy']:.3f}"
-                bar.update(task, completed=event["epoch"], info=info)
-            elif stage == "evaluating":
-                tasks.setdefault(stage, bar.add_task("evaluating", total=None, info=str(settings.eval_dir)))
-
+    with training_progress(settings) as on_progress:
         try:
             outcome = train_and_register(settings, examples, config, on_progress, base_version)
         except ChampipyError as exc:

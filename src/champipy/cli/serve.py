@@ -21,6 +21,7 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    _train_first_model_if_needed(settings)
     uvicorn.run(
         create_app(settings),
         host=host or settings.host,
@@ -28,3 +29,18 @@ def serve(
         log_config=None,
         access_log=False,
     )
+
+
+def _train_first_model_if_needed(settings) -> None:
+    """A bare machine's first start: train and promote a model before serving (about a minute
+    or two on a laptop), so the first prediction works."""
+    from ..registry import Registry
+    from ..services.bootstrap import needs_first_model, train_first_model
+    from . import open_container
+    from .models import training_progress
+
+    registry = Registry(settings)
+    if not needs_first_model(settings, registry):
+        return
+    with open_container() as container, training_progress(settings) as on_progress:
+        train_first_model(settings, container.store, registry, on_progress)
