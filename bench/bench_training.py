@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--feature-views", type=int)
     parser.add_argument("--flip-features", action=argparse.BooleanOptionalAction)
-    parser.add_argument("--no-refit", action="store_true")
+    parser.add_argument("--calibration-folds", type=int)
     parser.add_argument("--no-tta", action="store_true")
     parser.add_argument("--head-l2", type=float)
     parser.add_argument("--threads", type=int, default=2)
@@ -51,8 +51,8 @@ def main() -> None:
         changes["feature_views"] = args.feature_views
     if args.flip_features is not None:
         changes["flip_features"] = args.flip_features
-    if args.no_refit:
-        changes["refit_full"] = False
+    if args.calibration_folds is not None:
+        changes["calibration_folds"] = args.calibration_folds
     if args.no_tta:
         changes["flip_tta"] = False
     if args.head_l2 is not None:

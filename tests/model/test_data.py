@@ -14,6 +14,7 @@ from champipy.model.data import (
     Example,
     augment,
     augment_rng,
+    cross_validation_folds,
     examples_from_folder,
     examples_from_store,
     load_examples,
@@ -55,6 +56,19 @@ def test_same_bytes_never_validate_against_themselves() -> None:
     train_hashes = {e.sha256 for e in split.train}
     assert not any(e.sha256 in train_hashes for e in split.val)
     assert split.duplicates_removed == 2 and {e.label for e in split.val} == {"b"}
+
+
+def test_cross_validation_folds_partition_the_images() -> None:
+    items = [example(label, f"{label}-{i}".encode()) for label in "ab" for i in range(10)]
+    items.append(example("a", b"a-0"))  # the same bytes as another "a" image
+    folds = cross_validation_folds(items, folds=5, seed=0)
+    assert len(folds) == 5
+    held_out = [e for fold in folds for e in fold.val]
+    assert sum(fold.duplicates_removed for fold in folds) == 2  # both copies of a-0
+    assert len(held_out) == len(items) - 2 and len({id(e) for e in held_out}) == len(held_out)
+    for fold in folds:
+        assert not {e.sha256 for e in fold.val} & {e.sha256 for e in fold.train}
+        assert len(fold.train) + len(fold.val) + fold.duplicates_removed == len(items)
 
 
 def test_single_image_species_stays_in_training() -> None:

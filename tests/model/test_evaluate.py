@@ -48,15 +48,17 @@ def test_ece_of_perfectly_calibrated_and_overconfident() -> None:
     assert expected_calibration_error(overconfident, targets) == pytest.approx(0.19)
 
 
-def test_temperature_is_recovered_and_lowers_ece() -> None:
+@pytest.mark.parametrize("criterion", ["brier", "nll"])
+def test_temperature_is_recovered_and_lowers_ece(criterion: str) -> None:
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 3, size=(4000, 10))
     true_temperature = 2.5
     targets = np.array([rng.choice(10, p=p) for p in softmax(logits, true_temperature)])
-    calibration = fit_temperature(logits, targets)
+    calibration = fit_temperature(logits, targets, criterion)
     assert calibration.temperature == pytest.approx(true_temperature, rel=0.1)
     assert calibration.ece_after < calibration.ece_before
     assert calibration.nll_after <= calibration.nll_before
+    assert fit_temperature(logits[:0], targets[:0]).temperature == 1.0
 
 
 def test_confusion_png(tmp_path: Path) -> None:

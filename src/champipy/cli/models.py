@@ -5,10 +5,9 @@ torch is imported only inside ``train``: the other commands run with the serving
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -48,19 +47,22 @@ def training_progress(settings: Settings) -> Iterator[Callable[[dict[str, Any]],
                   TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
         tasks: dict[str, Any] = {}
 
+        def task(stage: str, description: str, total: int | None, info: str = "") -> Any:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(description, total=total, info=info)
+            return tasks[stage]
+
         def on_progress(event: dict[str, Any]) -> None:
             stage = event.get("stage")
             if stage == "features":
-                task = tasks.setdefault(stage, bar.add_task("features", total=event["total"], info=""))
-                bar.update(task, completed=event["done"])
+                bar.update(task(stage, "features", event["total"]), completed=event["done"])
             elif stage == "train":
-                task = tasks.setdefault(stage, bar.add_task("epochs", total=event["epochs"], info=""))
                 info = f"loss {event['loss']:.3f} acc {event['accuracy']:.3f}"
                 if "val_accuracy" in event:
                     info += f" val_acc {event['val_accuracy']:.3f}"
-                bar.update(task, completed=event["epoch"], info=info)
+                bar.update(task(stage, "epochs", event["epochs"]), completed=event["epoch"], info=info)
             elif stage == "evaluating":
-                tasks.setdefault(stage, bar.add_task("evaluating", total=None, info=str(settings.eval_dir)))
+                task(stage, "evaluating", None, str(settings.eval_dir))
 
         yield on_progress
 

@@ -125,11 +125,13 @@ def evaluate_folder(
     classifier: Classifier, folder: Path | str, batch_size: int = 32, max_pixels: int = 40_000_000
 ) -> EvaluationReport:
     """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped."""
-    from ..errors import ChampipyError
+    from ..errors import ChampipyError, InvalidInput
     from ..images import decode_image
     from .data import IMAGE_SUFFIXES
 
     root = Path(folder)
+    if not root.is_dir():
+        raise InvalidInput(f"{root} is not a folder of species sub-folders.")
     paths = sorted(
         path
         for species_dir in root.iterdir()

@@ -79,11 +79,17 @@ def train_and_register(
             images.append(trained.val_report.confusion_png(folder / "confusion_matrix_val.png"))
             reports["val_report"] = trained.val_report.to_dict()
         eval_report = None
-        if settings.eval_dir:
+        if settings.eval_dir and not Path(settings.eval_dir).is_dir():
+            log.warning("The evaluation folder %s does not exist: no eval metrics.", settings.eval_dir)
+        elif settings.eval_dir:
             if progress:
                 progress({"stage": "evaluating"})
             eval_report = evaluate_folder(Classifier.load(serving_dir), settings.eval_dir,
                                           max_pixels=settings.max_image_pixels)
+        if eval_report is not None and eval_report.n == 0:
+            log.warning("No images in the evaluation folder %s: no eval metrics.", settings.eval_dir)
+            eval_report = None
+        if eval_report is not None:
             metrics.update(eval_top1=eval_report.top1, eval_top3=eval_report.top3, eval_ece=eval_report.ece,
                            eval_n=eval_report.n)
             images.append(eval_report.confusion_png(folder / "confusion_matrix_eval.png"))
@@ -93,7 +99,7 @@ def train_and_register(
                                   "base_version": base_version or "", "n_examples": len(examples)}
         mode = "fine-tune" if trained.config.fine_tune else "frozen features"
         description = (f"{trained.backbone}, {mode}, {len(trained.labels)} species, "
-                       f"{int(metrics['n_train'] + metrics['n_val'])} images"
+                       f"{len(trained.manifest)} images"
                        + (f", from version {base_version}" if base_version else ""))
         version = registry.log_training(
             params=params, metrics=metrics, history=trained.history, manifest=trained.manifest,

@@ -32,8 +32,10 @@ from .calibrate import Calibration, fit_temperature, softmax
 from .data import (
     Example,
     LoadedExample,
+    Split,
     augment,
     augment_rng,
+    cross_validation_folds,
     label_names,
     load_examples,
     manifest,
@@ -334,80 +336,83 @@ def _features(extract: OnnxFeatureExtractor, items: Sequence[LoadedExample], kin
     return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_DIM * len(parse_backbone(config.backbone))))
 
 
-def _fit_head_on_features(model: SpeciesNet, train: Sequence[LoadedExample], train_y: np.ndarray,
-                          val: Sequence[LoadedExample], val_y: np.ndarray, config: TrainConfig,
-                          report: Progress) -> tuple[list[dict[str, Any]], np.ndarray, Calibration]:
-    """Features once per view, logistic regression on the training split, temperature on the
-    validation split (whose metrics describe this head), then the head refitted on all images."""
-    refit = config.refit_full and len(val) > 0
+def _fit_head_on_features(model: SpeciesNet, items: Sequence[LoadedExample], folds: Sequence[Split],
+                          targets: dict[str, int], config: TrainConfig,
+                          report: Progress) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+    """Features once per view, a head cross-fitted on each fold (out-of-fold logits, averaged
+    over the mirror when ``flip_tta``), then the final head on every image, written into
+    ``model.head``. Returns the history and the out-of-fold logits with their targets."""
     training_kinds = ["centre"] + ["mirror"] * config.flip_features + [
         f"augmented{k}" for k in range(config.feature_views)]
     tta_kinds = ["centre", "mirror"] if config.flip_tta else ["centre"]
-    val_kinds = list(dict.fromkeys(tta_kinds + (training_kinds if refit else [])))
-    total = len(train) * len(training_kinds) + len(val) * len(val_kinds)
-
+    kinds = list(dict.fromkeys(training_kinds + (tta_kinds if folds else [])))
+    total = len(items) * len(kinds)
     extract = OnnxFeatureExtractor(model)
     counter = [0]
     report({"stage": "features", "done": 0, "total": total})
-    train_features = {kind: _features(extract, train, kind, 0, config, report, counter, total)
-                      for kind in training_kinds}
-    val_features = {kind: _features(extract, val, kind, len(train), config, report, counter, total)
-                    for kind in val_kinds}
+    features = {kind: _features(extract, items, kind, 0, config, report, counter, total) for kind in kinds}
     del extract
-
-    x_train = np.concatenate([train_features[kind] for kind in training_kinds])
-    y_train = np.tile(train_y, len(training_kinds))
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0) + 1e-6
-    tta_inputs = [val_features[kind] for kind in tta_kinds]
-
+    y = np.array([targets[item.label] for item in items], dtype=np.int64)
+    position = {id(item): i for i, item in enumerate(items)}
+    classes = model.head.out_features
+    steps = len(folds) + 1
     history: list[dict[str, Any]] = []
 
-    def val_logits_of(head: nn.Linear) -> np.ndarray:
-        with torch.no_grad():
-            logits = [head(torch.from_numpy((x - mean) / std)).numpy() for x in tta_inputs]
-        return sum(logits) / len(logits)
+    def fit(rows: np.ndarray) -> tuple[nn.Linear, np.ndarray, np.ndarray, dict[str, Any]]:
+        x = np.concatenate([features[kind][rows] for kind in training_kinds])
+        mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+        head, loss, accuracy = _fit_logistic_regression((x - mean) / std, np.tile(y[rows], len(training_kinds)),
+                                                        classes, config.head_l2)
+        return head, mean, std, {"stage": "train", "epochs": steps, "loss": loss, "accuracy": accuracy}
 
-    def on_round(epoch: int, epochs: int, loss: float, accuracy: float, head: nn.Linear) -> None:
-        entry: dict[str, Any] = {"stage": "train", "epoch": epoch, "epochs": epochs, "loss": loss, "accuracy": accuracy}
-        if len(val_y):
-            logits = val_logits_of(head)
-            entry.update(val_loss=float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_y))),
-                         val_accuracy=float((logits.argmax(1) == val_y).mean()))
+    out_of_fold: list[tuple[np.ndarray, np.ndarray]] = []
+    for k, fold in enumerate(folds):
+        rows = np.array([position[id(item)] for item in fold.train])
+        held_out = np.array([position[id(item)] for item in fold.val], dtype=np.int64)
+        head, mean, std, entry = fit(rows)
+        entry["epoch"] = k + 1
+        if len(held_out):
+            with torch.no_grad():
+                logits = sum(head(torch.from_numpy((features[kind][held_out] - mean) / std).float()).double().numpy()
+                             for kind in tta_kinds) / len(tta_kinds)
+            out_of_fold.append((held_out, logits))
+            entry.update(val_loss=float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y[held_out]))),
+                         val_accuracy=float((logits.argmax(1) == y[held_out]).mean()))
         history.append(entry)
         report(dict(entry))
 
-    head = _fit_logistic_regression((x_train - mean) / std, y_train, model.head.out_features, config, on_round)
-    val_logits = val_logits_of(head)
-    calibration = fit_temperature(val_logits, val_y)
-    if refit:
-        x_all = np.concatenate([x_train] + [val_features[kind] for kind in training_kinds])
-        y_all = np.concatenate([y_train, np.tile(val_y, len(training_kinds))])
-        mean, std = x_all.mean(axis=0), x_all.std(axis=0) + 1e-6
-        head = _fit_logistic_regression((x_all - mean) / std, y_all, model.head.out_features, config, None)
+    head, mean, std, entry = fit(np.arange(len(items)))
+    entry["epoch"] = steps
+    history.append(entry)
+    report(dict(entry))
     # Fold the standardisation into the head: the exported graph sees raw features.
     with torch.no_grad():
         weight = head.weight.double() / torch.from_numpy(std)
         model.head.weight.copy_(weight.float())
         model.head.bias.copy_((head.bias.double() - weight @ torch.from_numpy(mean)).float())
-    return history, val_logits, calibration
+
+    if not out_of_fold:
+        return history, np.zeros((0, classes)), np.zeros(0, dtype=np.int64)
+    order = np.concatenate([rows for rows, _ in out_of_fold])
+    logits = np.concatenate([logits for _, logits in out_of_fold])
+    return history, logits, y[order]
 
 
-def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, config: TrainConfig,
-                             on_round: Callable[..., Any] | None) -> nn.Linear:
+def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int,
+                             l2: float) -> tuple[nn.Linear, float, float]:
     """Multinomial logistic regression with an L2 penalty, solved by L-BFGS from zero weights
-    (deterministic) to convergence: the problem is convex and the penalty is the regulariser,
-    so stopping early on validation only adds noise. ``on_round`` sees every round of
-    iterations (the progress "epochs")."""
-    features, targets = torch.from_numpy(x), torch.from_numpy(y)
-    head = nn.Linear(x.shape[1], classes, dtype=torch.float64)
+    (deterministic) to convergence: the problem is convex and the penalty is the regulariser.
+    float32 converges to the same weights (|dW| ~2e-4) in a third of the float64 time.
+    Returns the head, the final objective and the training accuracy."""
+    features, targets = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y)
+    head = nn.Linear(x.shape[1], classes)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=_LBFGS_ITERATIONS_PER_ROUND,
-                                  history_size=20, line_search_fn="strong_wolfe",
-                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=_LBFGS_MAX_ITERATIONS, history_size=20,
+                                  line_search_fn="strong_wolfe", tolerance_grad=1e-5, tolerance_change=1e-9)
 
     def objective() -> torch.Tensor:
-        return F.cross_entropy(head(features), targets) + config.head_l2 * head.weight.pow(2).sum() / 2
+        return F.cross_entropy(head(features), targets) + l2 * head.weight.pow(2).sum() / 2
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -415,19 +420,11 @@ def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, config:
         loss.backward()
         return loss
 
-    epochs = config.resolved_epochs
-    previous = math.inf
-    for epoch in range(1, epochs + 1):
-        optimizer.step(closure)
-        with torch.no_grad():
-            loss = float(objective())
-            accuracy = float((head(features).argmax(1) == targets).double().mean())
-        if on_round is not None:
-            on_round(epoch, epochs, loss, accuracy, head)
-        if previous - loss < 1e-7:  # converged
-            break
-        previous = loss
-    return head
+    optimizer.step(closure)
+    with torch.no_grad():
+        loss = float(objective())
+        accuracy = float((head(features).argmax(1) == targets).double().mean())
+    return head, loss, accuracy
 
 
 # --- fine-tune path ----------------------------------------------------------------------
