@@ -21,14 +21,14 @@ _basic_doc = HTTPBasic(auto_error=False, description="User name and password")
 _bearer_doc = HTTPBearer(auto_error=False, description="API token from POST /tokens")
 
 
-def get_container(request: Request) -> Container:
+async def get_container(request: Request) -> Container:  # async: no thread-pool hop
     return request.app.state.container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 
 
-def get_store(container: ContainerDep) -> Store:
+async def get_store(container: ContainerDep) -> Store:
     return container.store
 
 

@@ -18,7 +18,7 @@ from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
 router = APIRouter(prefix="/predictions", tags=["predictions"])
 
 
-def get_predictor(container: ContainerDep) -> PredictionService:
+async def get_predictor(container: ContainerDep) -> PredictionService:
     return container.predictor
 
 
