@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import torch

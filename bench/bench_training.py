@@ -23,7 +23,7 @@ from champipy.model.classifier import Classifier
 from champipy.model.data import examples_from_folder
 from champipy.model.evaluate import evaluate_folder
 from champipy.model.export import export_serving_model
-from champipy.model.train import TrainConfig, config_from_options, train_model
+from champipy.model.train import config_from_options, train_model
 from champipy.settings import Settings
 
 
