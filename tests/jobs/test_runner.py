@@ -220,3 +220,22 @@ def test_an_unreachable_queue_fails_the_job_and_says_so(tmp_path):
         assert job.error == "The job could not be queued."
     finally:
         store.close()
+
+
+def test_progress_held_back_by_the_interval_is_written_by_the_heartbeat(runner, consumer, job_store):
+    release = threading.Event()
+
+    def rare_reports(params, report):
+        report({"stage": "training"})
+        report({"stage": "loading"})  # inside the write interval: held back
+        return {"waited": release.wait(10)}
+
+    runner.register("rare", rare_reports)
+    job = runner.submit("rare")
+    running = wait_for(job_store, job.id, states=(JobState.RUNNING,))
+    wait_for_heartbeat_after(job_store, job.id, running.heartbeat_at)
+    wait_for_heartbeat_after(job_store, job.id, job_store.get_job(job.id).heartbeat_at)
+    shown = job_store.get_job(job.id).progress
+    release.set()
+    assert shown == {"stage": "loading"}, "the latest report shows while the handler is still busy"
+    assert wait_for(job_store, job.id).state == JobState.SUCCEEDED

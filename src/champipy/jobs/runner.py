@@ -132,7 +132,7 @@ class JobRunner:
         reporter = _ProgressReporter(self.store, job_id, self.progress_interval)
         result: dict[str, Any] | None = None
         error: str | None = None
-        with _Heartbeat(self.store, job_id, self.heartbeat_seconds):
+        with _Heartbeat(self.store, job_id, self.heartbeat_seconds, reporter.take_pending):
             try:
                 result = dict(handler(dict(job.params), reporter.report) or {})
             except Exception as exc:
@@ -180,14 +180,25 @@ class _ProgressReporter:
         self._job_id = job_id
         self._interval = interval
         self._written_at = float("-inf")
+        self._pending = False
         self.latest: dict[str, Any] | None = None
+
+    def take_pending(self) -> dict[str, Any] | None:
+        """Progress held back by the interval, for the heartbeat to write: a handler that
+        reports rarely (one event per long epoch) still shows its latest state."""
+        if not self._pending:
+            return None
+        self._pending = False
+        return self.latest
 
     def report(self, progress: dict[str, Any]) -> None:
         self.latest = dict(progress)
+        self._pending = True
         now = time.monotonic()
         if now - self._written_at < self._interval:
             return
         self._written_at = now
+        self._pending = False
         try:
             self._store.update_job(self._job_id, progress=self.latest)
         except Exception:
@@ -198,10 +209,12 @@ class _ProgressReporter:
 class _Heartbeat:
     """Refreshes the job's heartbeat from a thread, so long handlers stay visibly alive."""
 
-    def __init__(self, store: Store, job_id: str, interval: float):
+    def __init__(self, store: Store, job_id: str, interval: float,
+                 pending: Callable[[], dict[str, Any] | None] = lambda: None):
         self._store = store
         self._job_id = job_id
         self._interval = interval
+        self._pending = pending
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
 
@@ -217,6 +230,6 @@ class _Heartbeat:
     def _beat(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                self._store.update_job(self._job_id)
+                self._store.update_job(self._job_id, progress=self._pending())
             except Exception:
                 logger.warning("Heartbeat of job %s failed", self._job_id, exc_info=True)
