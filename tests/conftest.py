@@ -28,6 +28,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from champipy.store import Store, open_store, sql_models
+from support.processes import stop_process
 
 BACKENDS = ("sqlite", "postgresql", "mongodb")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -156,12 +157,7 @@ def mongo_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield _wait_for_ready_line(process, log)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=10)
         if process.stdout is not None:
             process.stdout.close()
 

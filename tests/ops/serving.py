@@ -16,6 +16,7 @@ from champipy.settings import Settings
 from champipy.store import Store, open_store
 from support.accounts import Account, make_account
 from support.live_server import client, live_server
+from support.processes import stop_process
 
 LOOPBACK = "127.0.0.1"
 
@@ -123,9 +124,4 @@ def serve_process(settings: Settings, log_path: Path, timeout: float = 120.0) ->
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, timeout=15)
