@@ -53,7 +53,8 @@ def build_container(settings: Settings, *, serving: bool = False) -> Container:
     settings.ensure_data_dir()
     store = open_store(settings.resolved_database_url)
     throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_seconds)
-    container = Container(settings=settings, store=store, authenticator=Authenticator(store, throttle))
+    container = Container(settings=settings, store=store, authenticator=Authenticator(
+        store, throttle, token_cache_seconds=settings.token_cache_seconds))
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):
         log.info("created the first admin account 'admin' from CHAMPIPY_ADMIN_PASSWORD")
     if serving:

@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     admin_password: str = ""  # creates the first admin "admin" on first start when set
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(60, ge=1)
+    token_cache_seconds: float = Field(10.0, ge=0)  # how long a bearer token's user is remembered; 0: never
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
+from champipy.api.app import create_app
 from champipy.store import open_store
-from support.live_server import client
+from support.live_server import client, live_server
 
 
 def test_token_lifecycle(api, accounts, api_settings):
@@ -49,3 +50,20 @@ def test_wrong_types_in_token_body_are_422(api, accounts):
         answer = c.post("/tokens", json={"name": ["not", "a", "string"]})
     assert answer.status_code == 422
     assert answer.json()["error"] == "invalid_input"
+
+
+
+def test_a_token_of_a_user_disabled_elsewhere_is_refused(api_settings, accounts):
+    # The CLI disables users from another process; with the token memory off the next request sees it.
+    settings = api_settings.model_copy(update={"token_cache_seconds": 0})
+    user = accounts["user"]
+    store = open_store(settings.resolved_database_url)
+    try:
+        with live_server(create_app(settings)) as api, client(api, auth=user.auth) as c:
+            token = c.post("/tokens", json={"name": "cli"}).json()["token"]
+            with client(api, headers={"Authorization": f"Bearer {token}"}) as bearer:
+                assert bearer.get("/user").status_code == 200
+                store.update_user(user.username, disabled=True)
+                assert bearer.get("/user").status_code == 401
+    finally:
+        store.close()

@@ -125,14 +125,22 @@ class Authenticator:
     Argon2 costs ~100 ms by design, far more than a prediction, so a successful check is
     remembered for a short while, keyed by an HMAC of the credentials and bound to the stored
     hash it matched: changing the password invalidates it at once.
+
+    A bearer token's user is remembered for ``token_cache_seconds`` (two store reads are a
+    third of a cached prediction's time). Revoking a token through this process forgets its
+    user at once; a change made by another process (``champipy users disable``) takes effect
+    within that many seconds.
     """
 
-    def __init__(self, store: Store, throttle: LoginThrottle, remember_seconds: float = 300.0):
+    def __init__(self, store: Store, throttle: LoginThrottle, remember_seconds: float = 300.0,
+                 token_cache_seconds: float = 10.0):
         self.store = store
         self.throttle = throttle
         self.remember_seconds = remember_seconds
+        self.token_cache_seconds = token_cache_seconds
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[str, float]] = {}
+        self._token_users: dict[str, tuple[User, float]] = {}
         self._lock = threading.Lock()
 
     def with_password(self, username: str, password: str, client: str = "") -> User:
@@ -156,13 +164,28 @@ class Authenticator:
         return user
 
     def with_token(self, token: str) -> User:
-        record = self.store.get_token_by_hash(hash_api_token(token))
+        token_hash = hash_api_token(token)
+        with self._lock:
+            cached = self._token_users.get(token_hash)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        record = self.store.get_token_by_hash(token_hash)
         if record is None or record.revoked:
             raise Unauthorized("Unknown or revoked API token.")
         user = self.store.get_user(record.username)
         if user is None or user.disabled:
             raise Unauthorized("Unknown or revoked API token.")
+        if self.token_cache_seconds > 0:
+            with self._lock:
+                if len(self._token_users) > 10_000:
+                    self._token_users.clear()
+                self._token_users[token_hash] = (user, time.monotonic() + self.token_cache_seconds)
         return user
+
+    def forget_tokens_of(self, username: str) -> None:
+        """Drop remembered token users after a revocation, so the next request checks the store."""
+        with self._lock:
+            self._token_users = {h: e for h, e in self._token_users.items() if e[0].username != username}
 
     def _remembered(self, fingerprint: bytes, password_hash: str) -> bool:
         with self._lock:

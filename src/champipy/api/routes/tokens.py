@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from ...services import users
-from ..deps import CurrentUser, StoreDep
+from ..deps import ContainerDep, CurrentUser, StoreDep
 from ..schemas import IssuedTokenOut, TokenIn, TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -23,6 +23,7 @@ def list_tokens(user: CurrentUser, store: StoreDep) -> list[TokenOut]:
 
 
 @router.delete("/{token_id}", status_code=204, summary="Revoke one of my API tokens")
-def revoke_token(token_id: str, user: CurrentUser, store: StoreDep) -> Response:
-    users.revoke_token(store, user.username, token_id)
+def revoke_token(token_id: str, user: CurrentUser, container: ContainerDep) -> Response:
+    users.revoke_token(container.store, user.username, token_id)
+    container.authenticator.forget_tokens_of(user.username)
     return Response(status_code=204)
