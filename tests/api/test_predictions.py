@@ -90,6 +90,19 @@ def test_same_bytes_are_computed_once_per_model_version(served):
     assert len(computed) == 1
 
 
+def test_the_cache_survives_a_restart_and_every_request_is_stored(served):
+    with client(served["url"], auth=served["user"].auth) as c:
+        first = upload(c, served["photo"]).json()
+    # A second process on the same store starts with an empty memory: the answer comes from the store.
+    with live_server(create_app(served["settings"])) as restarted, \
+            client(restarted, auth=served["user"].auth) as c:
+        again = [upload(c, served["photo"]).json() for _ in range(3)]
+    assert all(a["cached"] is True and a["results"] == first["results"] for a in again)
+    assert all(a["kept_for_training"] == first["kept_for_training"] for a in again)
+    rows = [p for p in served["store"].recent_predictions(20) if p.image_sha256 == first["image_sha256"]]
+    assert sorted(p.cached for p in rows) == [False, True, True, True]
+
+
 def test_confident_prediction_keeps_the_image_for_training(served):
     with client(served["url"], auth=served["user"].auth) as c:
         body = upload(c, served["photo"]).json()
@@ -195,7 +208,10 @@ def test_feedback_on_an_uncertain_image_still_stores_it(served):
     with client(served["url"], auth=served["user"].auth) as c:
         body = upload(c, buffer.getvalue(), filename="noise.jpg").json()
         answer = c.post(f"/predictions/{body['id']}/feedback", json={"species": "Trametes versicolor"})
+        again = upload(c, buffer.getvalue(), filename="noise.jpg").json()
+    assert body["kept_for_training"] is False
     assert answer.status_code == 200
+    assert again["cached"] is True and again["kept_for_training"] is True, "the answer follows the feedback"
     image = served["store"].get_image(body["image_sha256"])
     assert image.label == "Trametes versicolor" and image.label_source == LabelSource.CONFIRMED
 

@@ -1,7 +1,8 @@
 """The hot path: image bytes in, species probabilities out, every prediction stored.
 
 Cache: a result is keyed by (SHA-256 of the image bytes, model version) and read from the
-store, so it survives restarts and never crosses model versions. A URL fetched recently is
+store, so it survives restarts and never crosses model versions; an in-process memory of the
+same facts (``RecentResults``) spares a repeated image the store reads. A URL fetched recently is
 not downloaded again. Images predicted with more than ``store_threshold`` are kept for
 retraining, labelled with the predicted species.
 """
@@ -22,6 +23,7 @@ from ..images import decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
 from .model_provider import ModelProvider, ServingModel
+from .recent_results import RecentResults
 from .spool import ImageSpool
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,7 @@ class PredictionService:
         self.fetcher = fetcher
         self.spool = spool
         self._in_flight = _KeyedLocks()
+        self.recent = RecentResults()
 
     # --- entry points ------------------------------------------------------------------
     def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
@@ -72,9 +75,9 @@ class PredictionService:
         since = utcnow() - timedelta(seconds=self.settings.url_cache_ttl_seconds)
         known_sha = self.store.find_recent_url_image(url, since) if self.settings.url_cache_ttl_seconds else None
         if known_sha:
-            computed = self.store.find_computed_prediction(known_sha, model.version)
-            if computed is not None:
-                return self._serve_cached(computed, model, top_k, user, url, filename=_filename(url))
+            results = self._known_results(known_sha, model.version)
+            if results is not None:
+                return self._serve_cached(known_sha, results, model, top_k, user, url, filename=_filename(url))
         data = self.fetcher.fetch(url).data
         return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
 
@@ -105,6 +108,7 @@ class PredictionService:
                 sha256=sha, data=data, label=species, label_source=LabelSource.CONFIRMED,
                 source_url=prediction.source_url, filename=prediction.filename, username=user.username,
             ))
+        self.recent.remember_kept(sha)
         return self.store.set_feedback(prediction_id, species, user.username)
 
     # --- internals ---------------------------------------------------------------------
@@ -117,10 +121,13 @@ class PredictionService:
     def _predict_bytes(self, data: bytes, model: ServingModel, top_k: int, user: User,
                        source_url: str | None, filename: str | None) -> PredictionOutcome:
         sha = sha256_hex(data)
+        results = self.recent.results(sha, model.version)
+        if results is not None:
+            return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
         with self._in_flight.get((sha, model.version)):
-            computed = self.store.find_computed_prediction(sha, model.version)
-            if computed is not None:
-                return self._serve_cached(computed, model, top_k, user, source_url, filename)
+            results = self._known_results(sha, model.version)
+            if results is not None:
+                return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
             started = time.perf_counter()
             decoded = decode_image(data, self.settings.max_image_pixels)
             classifier = model.classifier
@@ -132,18 +139,36 @@ class PredictionService:
                 model_version=model.version, results=results, source_url=source_url,
                 filename=filename, cached=False, latency_ms=(time.perf_counter() - started) * 1000,
             ))
+            self.recent.remember_results(sha, model.version, results)
         kept = self._keep_for_training(data, prediction, user)
         return self._outcome(prediction, top_k, kept)
 
-    def _serve_cached(self, computed: Prediction, model: ServingModel, top_k: int, user: User,
-                      source_url: str | None, filename: str | None) -> PredictionOutcome:
+    def _known_results(self, sha: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
+        results = self.recent.results(sha, model_version)
+        if results is None:
+            computed = self.store.find_computed_prediction(sha, model_version)
+            if computed is None:
+                return None
+            results = computed.results
+            self.recent.remember_results(sha, model_version, results)
+        return results
+
+    def _is_kept(self, sha: str) -> bool:
+        if self.recent.is_kept(sha):
+            return True
+        if self.store.get_image(sha) is None:
+            return False
+        self.recent.remember_kept(sha)
+        return True
+
+    def _serve_cached(self, sha: str, results: tuple[SpeciesScore, ...], model: ServingModel, top_k: int,
+                      user: User, source_url: str | None, filename: str | None) -> PredictionOutcome:
         prediction = self.store.add_prediction(NewPrediction(
-            username=user.username, image_sha256=computed.image_sha256, model_name=model.name,
-            model_version=model.version, results=computed.results, source_url=source_url,
+            username=user.username, image_sha256=sha, model_name=model.name,
+            model_version=model.version, results=results, source_url=source_url,
             filename=filename, cached=True, latency_ms=0.0,
         ))
-        kept = self.store.get_image(computed.image_sha256) is not None
-        return self._outcome(prediction, top_k, kept)
+        return self._outcome(prediction, top_k, self._is_kept(sha))
 
     def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
         top = prediction.results[0]
@@ -153,8 +178,9 @@ class PredictionService:
                 label_source=LabelSource.PREDICTED, source_url=prediction.source_url,
                 filename=prediction.filename, username=user.username,
             ))
+            self.recent.remember_kept(prediction.image_sha256)
             return True
-        if self.store.get_image(prediction.image_sha256) is not None:
+        if self._is_kept(prediction.image_sha256):
             return True
         try:
             self.spool.put(prediction.image_sha256, data)
