@@ -51,6 +51,7 @@ def test_finetune_and_promote_need_admin(admin_api):
         with client(admin_api["url"], auth=auth) as c:
             assert c.post("/finetune?epochs=1").status_code == expected
             assert c.get("/finetune?epochs=1").status_code == expected
+            assert c.post("/retrain").status_code == expected
             assert c.post(f"/models/{admin_api['version']}/promote").status_code == expected
             assert c.get("/jobs/whatever").status_code == expected
 
@@ -137,13 +138,7 @@ def test_finetune_without_stored_images_fails_with_a_clear_error(admin_api):
 @pytest.mark.slow
 def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
     store, settings = admin_api["store"], admin_api["settings"]
-    subset = Path(settings.data_dir) / "subset"
-    for species in sorted(p.name for p in Path(settings.dataset_dir).iterdir()):
-        files = sorted((Path(settings.dataset_dir) / species).iterdir())[:4]
-        (subset / species).mkdir(parents=True)
-        for f in files:
-            shutil.copy(f, subset / species / f.name)
-    assert import_folder(store, subset, settings).added == 40
+    assert import_subset(settings, store, per_species=4) == 40
 
     with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
         submitted = c.post("/finetune", params={"model_name": "champipy", "stage": "Production",
@@ -165,3 +160,32 @@ def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
         photo = next(Path(settings.eval_dir).rglob("*.jpg"))
         answer = c.post("/predictions", files={"file": (photo.name, photo.read_bytes(), "image/jpeg")})
     assert answer.json()["model"]["version"] == new_version
+
+
+def import_subset(settings, store, per_species: int) -> int:
+    subset = Path(settings.data_dir) / "subset"
+    for species in sorted(p.name for p in Path(settings.dataset_dir).iterdir()):
+        (subset / species).mkdir(parents=True)
+        for f in sorted((Path(settings.dataset_dir) / species).iterdir())[:per_species]:
+            shutil.copy(f, subset / species / f.name)
+    return import_folder(store, subset, settings).added
+
+
+@pytest.mark.slow
+def test_retrain_job_trains_from_imagenet_and_promotes_only_if_better(admin_api):
+    store, settings = admin_api["store"], admin_api["settings"]
+    assert import_subset(settings, store, per_species=4) == 40
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        assert c.post("/retrain", params={"promote_if_better": "maybe"}).status_code == 422
+        submitted = c.post("/retrain", json={"promote_if_better": True})
+        assert submitted.status_code == 202, submitted.text
+        assert submitted.json()["kind"] == "retrain" and submitted.json()["params"] == {"promote_if_better": True}
+        job = wait_for_job(c, submitted.json()["id"])
+        assert job["state"] == "succeeded", job["error"]
+        assert job["result"]["images"] == 40
+        versions = {v["version"]: v for v in c.get("/models").json()}
+    new, base = versions[job["result"]["version"]], versions[admin_api["version"]]
+    assert new["params"]["variables"] == "0", "the default recipe: frozen features, not a fine-tune"
+    better = new["metrics"]["eval_top1"] > base["metrics"]["eval_top1"]
+    assert job["result"]["promoted"] is better
+    assert new["serving"] is better and base["serving"] is not better

@@ -136,6 +136,10 @@ class FinetuneIn(BaseModel):
     promote_if_better: bool = False
 
 
+class RetrainIn(BaseModel):
+    promote_if_better: bool = False
+
+
 class JobOut(BaseModel):
     id: str
     kind: str

@@ -1,4 +1,4 @@
-"""Model lifecycle seen from the service: list versions, promote, fine-tune as a job."""
+"""Model lifecycle seen from the service: list versions, promote, fine-tune or retrain as a job."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ def submit_finetune(container, params: dict, username: str | None):
         raise NotFound(f"Unknown model {params['model_name']!r}; this service trains {settings.registered_model!r}.")
     params = dict(params, stage=supervise.normalise_alias(params.get("stage") or "", settings))
     return container.jobs.submit(FINETUNE, params, username)
+
+
+def submit_retrain(container, promote_if_better: bool, username: str | None):
+    return container.jobs.submit(RETRAIN, {"promote_if_better": promote_if_better}, username)
 
 
 MIN_TRAINING_IMAGES = 20

@@ -14,7 +14,7 @@ from ...services import models as model_service
 from ...services import supervise
 from ...store.base import JobState
 from ..deps import AdminUser, ContainerDep, StoreDep
-from ..schemas import FinetuneIn, JobOut, ModelVersionOut
+from ..schemas import FinetuneIn, JobOut, ModelVersionOut, RetrainIn
 
 router = APIRouter(tags=["admin"])
 
@@ -68,6 +68,17 @@ def finetune(admin: AdminUser, container: ContainerDep,
 def finetune_get(admin: AdminUser, container: ContainerDep,
                  params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
     return finetune(admin, container, params)
+
+
+@router.post("/retrain", status_code=202, response_model=JobOut,
+             summary="Start a retrain job: the default recipe from ImageNet weights on the most recent stored images")
+def retrain(admin: AdminUser, container: ContainerDep,
+            promote_if_better: Annotated[bool | None, Query()] = None,
+            body: Annotated[RetrainIn | None, Body()] = None) -> JobOut:
+    if promote_if_better is None:
+        promote_if_better = (body or RetrainIn()).promote_if_better
+    job = model_service.submit_retrain(container, promote_if_better, admin.username)
+    return JobOut.from_record(job)
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="Recent background jobs")
