@@ -239,3 +239,12 @@ def test_progress_held_back_by_the_interval_is_written_by_the_heartbeat(runner, 
     release.set()
     assert shown == {"stage": "loading"}, "the latest report shows while the handler is still busy"
     assert wait_for(job_store, job.id).state == JobState.SUCCEEDED
+
+
+def test_an_empty_monitor_schedule_turns_the_periodic_check_off(job_settings, job_store, queue_name):
+    settings = job_settings.model_copy(update={"monitor_cron": ""})
+    runner = create_runner(settings, job_store, queue_name=queue_name)
+    try:
+        assert runner.huey.read_periodic(datetime(2024, 6, 3, 6, 0)) == []
+    finally:
+        runner.huey.flush()

@@ -34,7 +34,8 @@ def create_runner(
     runner.register("fetch", make_fetch_handler(store, settings))
     if container is not None and container.registry is not None:
         register_model_jobs(runner, container)
-    runner.schedule("monitor", settings.monitor_cron)
+    if settings.monitor_cron.strip():  # empty: no periodic check in this process
+        runner.schedule("monitor", settings.monitor_cron)
     return runner
 
 
