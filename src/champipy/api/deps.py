@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBasic, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
 from ..container import Container
 from ..errors import Forbidden, Unauthorized
@@ -57,18 +58,28 @@ def _authenticate(request: Request, container: Container) -> User:
     raise Unauthorized("Unsupported Authorization header: use Basic or Bearer.")
 
 
-def current_user(
-    request: Request,
-    container: ContainerDep,
-    _basic=Security(_basic_doc),
-    _bearer=Security(_bearer_doc),
-) -> User:
+def _resolve_user(request: Request, container: Container) -> User:
     # Scripts send Authorization and are unaffected by cookies; the web pages send the signed
     # session cookie plus the X-CSRF-Token header (a 403 without it).
     user = None
     if not request.headers.get("authorization"):
         user = user_from_session_cookie(request, container.store)
-    user = user or _authenticate(request, container)
+    return user or _authenticate(request, container)
+
+
+async def current_user(
+    request: Request,
+    container: ContainerDep,
+    _basic=Security(_basic_doc),
+    _bearer=Security(_bearer_doc),
+) -> User:
+    # A remembered bearer token is a dict lookup: answered here, without a thread-pool hop.
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    user = None
+    if scheme.lower() == "bearer" and credentials.strip():
+        user = container.authenticator.remembered_token_user(credentials.strip())
+    if user is None:
+        user = await run_in_threadpool(_resolve_user, request, container)
     note_user(user.username)  # the access log line names who asked
     return user
 

@@ -163,12 +163,17 @@ class Authenticator:
         self._remember(fingerprint, user.password_hash)
         return user
 
-    def with_token(self, token: str) -> User:
-        token_hash = hash_api_token(token)
+    def remembered_token_user(self, token: str) -> User | None:
+        """The user of a token checked within ``token_cache_seconds``; no store access."""
         with self._lock:
-            cached = self._token_users.get(token_hash)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+            cached = self._token_users.get(hash_api_token(token))
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
+    def with_token(self, token: str) -> User:
+        user = self.remembered_token_user(token)
+        if user is not None:
+            return user
+        token_hash = hash_api_token(token)
         record = self.store.get_token_by_hash(token_hash)
         if record is None or record.revoked:
             raise Unauthorized("Unknown or revoked API token.")
