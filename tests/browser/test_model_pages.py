@@ -247,4 +247,11 @@ def test_jobs_show_live_progress_and_the_finetune_form_starts_one(start_model_se
     [submitted] = [j for j in server.store.list_jobs(limit=5) if j.id != running.id]
     assert submitted.kind == "finetune" and submitted.params["epochs"] == 1 and submitted.params["variables"] == 0
     page.wait_for_selector(f"#jobs li[data-job='{submitted.id}']")
+
+    form.locator("input[name=promote_if_better]").check()
+    page.get_by_test_id("retrain-submit").click()
+    page.wait_for_selector("#finetune-status:has-text('(retrain) queued')")
+    [retrain] = [j for j in server.store.list_jobs(limit=5) if j.kind == "retrain"]
+    assert retrain.params == {"promote_if_better": True}
+    page.wait_for_selector(f"#jobs li[data-job='{retrain.id}']")
     w.assert_clean()

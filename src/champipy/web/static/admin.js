@@ -301,27 +301,35 @@
     }
   }
 
-  async function startFinetune(event) {
-    event.preventDefault();
-    const form = event.currentTarget;
+  async function submitJob(button, path, body) {
     const status = $("finetune-status");
-    const button = form.querySelector("button[type=submit]");
-    if (!form.reportValidity()) return;
     button.disabled = true;
     hide(errorBox);
     try {
-      const job = await api("POST", "/finetune", {json: {
-        variables: Number(form.elements.variables.value),
-        epochs: Number(form.elements.epochs.value),
-        promote_if_better: form.elements.promote_if_better.checked,
-      }});
-      show(status, "Job " + job.id.slice(0, 8) + " queued.");
+      const job = await api("POST", path, {json: body});
+      show(status, "Job " + job.id.slice(0, 8) + " (" + job.kind + ") queued.");
       loadJobs();
     } catch (error) {
       show(status, error.message);
     } finally {
       button.disabled = false;
     }
+  }
+
+  function startFinetune(event) {
+    event.preventDefault();
+    const form = event.currentTarget;
+    if (!form.reportValidity()) return;
+    submitJob(form.querySelector("button[type=submit]"), "/finetune", {
+      variables: Number(form.elements.variables.value),
+      epochs: Number(form.elements.epochs.value),
+      promote_if_better: form.elements.promote_if_better.checked,
+    });
+  }
+
+  function startRetrain(event) {
+    const form = $("finetune-form");
+    submitJob(event.currentTarget, "/retrain", {promote_if_better: form.elements.promote_if_better.checked});
   }
 
   function every(ms, fn) {
@@ -340,6 +348,7 @@
   });
 
   $("finetune-form").addEventListener("submit", startFinetune);
+  $("retrain").addEventListener("click", startRetrain);
   $("monitor-now").addEventListener("click", monitorNow);
   loadVersions();
   loadHistory();
