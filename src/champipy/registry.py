@@ -12,6 +12,7 @@ Only the MlflowClient is used, never mlflow's global "active run" state, so seve
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -29,6 +30,8 @@ from .settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.pt"
 SERVING_ARTIFACTS = "serving"
@@ -266,6 +269,21 @@ class Registry:
             (folder / "run_id").write_text(model_version.run_id or "")
 
         return self._download(source, target, finish) / WEIGHTS_FILE
+
+    def trained_image_hashes(self, version: str | int) -> set[str]:
+        """SHA-256 of every image the version's run trained or validated on (its manifest);
+        empty, with a warning, for a version registered without one."""
+        from mlflow.exceptions import MlflowException
+
+        model_version = self._model_version(version)
+        try:
+            with tempfile.TemporaryDirectory(prefix="champipy-manifest-") as folder:
+                path = self.client.download_artifacts(model_version.run_id, "manifest.json", folder)
+                rows = json.loads(Path(path).read_text())
+        except (MlflowException, OSError, ValueError) as exc:
+            log.warning("Version %s has no readable image manifest (%s): its images are unknown.", version, exc)
+            return set()
+        return {row["sha256"] for row in rows if isinstance(row, dict) and "sha256" in row}
 
     # --- helpers -------------------------------------------------------------------------
     def _model_version(self, version: str | int):  # -> mlflow ModelVersion

@@ -13,6 +13,7 @@ from champipy.services.dataset_import import import_folder
 from champipy.store import open_store
 from support.accounts import make_account
 from support.live_server import client, live_server
+from support.trained_model import PER_SPECIES
 
 ADMIN_ROUTES = [
     ("GET", "/accuracy", None),
@@ -138,7 +139,8 @@ def test_finetune_without_stored_images_fails_with_a_clear_error(admin_api):
 @pytest.mark.slow
 def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
     store, settings = admin_api["store"], admin_api["settings"]
-    assert import_subset(settings, store, per_species=4) == 40
+    assert import_subset(settings, store, per_species=4) == 40  # photos the base version trained on
+    assert import_subset(settings, store, per_species=1, skip=PER_SPECIES) == 10  # photos it never saw
 
     with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
         submitted = c.post("/finetune", params={"model_name": "champipy", "stage": "Production",
@@ -149,7 +151,8 @@ def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
         assert job["progress"], "progress was reported while it ran"
         new_version = job["result"]["version"]
         assert new_version != admin_api["version"] and job["result"]["promoted"] is False
-        assert job["result"]["images"] == 40
+        assert job["result"]["images"] == 50
+        assert job["result"]["metrics"]["val_seen_by_base"] == 0.0, "validated on the photos the base never saw"
 
         versions = {v["version"]: v for v in c.get("/models").json()}
         assert "eval_top1" in versions[new_version]["metrics"]
@@ -162,11 +165,12 @@ def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
     assert answer.json()["model"]["version"] == new_version
 
 
-def import_subset(settings, store, per_species: int) -> int:
-    subset = Path(settings.data_dir) / "subset"
+def import_subset(settings, store, per_species: int, skip: int = 0) -> int:
+    """Store ``per_species`` photos of each species, after the first ``skip`` (sorted by name)."""
+    subset = Path(settings.data_dir) / f"subset-{skip}"
     for species in sorted(p.name for p in Path(settings.dataset_dir).iterdir()):
         (subset / species).mkdir(parents=True)
-        for f in sorted((Path(settings.dataset_dir) / species).iterdir())[:per_species]:
+        for f in sorted((Path(settings.dataset_dir) / species).iterdir())[skip:skip + per_species]:
             shutil.copy(f, subset / species / f.name)
     return import_folder(store, subset, settings).added
 

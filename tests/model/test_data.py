@@ -49,6 +49,18 @@ def test_split_is_stratified_and_seeded() -> None:
     assert [e.sha256 for e in other.val] != [e.sha256 for e in split.val]
 
 
+def test_validation_prefers_images_the_base_model_never_saw() -> None:
+    items = [example(label, f"{label}-{i}".encode()) for label in "ab" for i in range(10)]
+    new_b = {sha256_hex(b"b-8"), sha256_hex(b"b-9")}
+    seen = {e.sha256 for e in items} - new_b  # all of "a", and "b" but its two new photos
+    for seed in range(5):
+        split = stratified_split(items, 0.2, seed=seed, seen=seen)
+        assert {e.sha256 for e in split.val if e.label == "b"} == new_b
+        # "a" has no new photo: its validation images can only be ones the base saw
+        assert Counter(e.label for e in split.val) == {"a": 2, "b": 2}
+        assert sorted(e.sha256 for e in split.train + split.val) == sorted(e.sha256 for e in items)
+
+
 def test_same_bytes_never_validate_against_themselves() -> None:
     # every image of "a" has the same bytes: whichever go to validation are also in training
     items = [example("a", b"same") for _ in range(10)] + [example("b", f"b{i}".encode()) for i in range(10)]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,9 +109,14 @@ class Split:
     duplicates_removed: int  # validation images whose bytes also occur in training
 
 
-def stratified_split(items: Sequence, val_fraction: float = 0.2, seed: int = 0) -> Split:
+def stratified_split(items: Sequence, val_fraction: float = 0.2, seed: int = 0,
+                     seen: Collection[str] = frozenset()) -> Split:
     """Per species, a seeded ``val_fraction`` goes to validation (species with a single image
-    stay in training); validation images whose SHA-256 also occurs in training are dropped."""
+    stay in training); validation images whose SHA-256 also occurs in training are dropped.
+
+    Images whose SHA-256 is in ``seen`` (those a base model already trained on) go to
+    validation only when a species has too few others: a fine-tune validated on its base's own
+    training photos looks better than it is."""
     by_label: dict[str, list] = defaultdict(list)
     for item in items:
         by_label[item.label].append(item)
@@ -119,7 +124,7 @@ def stratified_split(items: Sequence, val_fraction: float = 0.2, seed: int = 0) 
     train, val = [], []
     for label in sorted(by_label):
         group = by_label[label]
-        order = rng.permutation(len(group))
+        order = sorted(rng.permutation(len(group)), key=lambda i: group[i].sha256 in seen)  # stable
         n_val = min(len(group) - 1, max(1, round(len(group) * val_fraction))) if val_fraction > 0 else 0
         val += [group[i] for i in order[:n_val]]
         train += [group[i] for i in order[n_val:]]

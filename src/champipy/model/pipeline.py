@@ -64,8 +64,9 @@ def train_and_register(
     config = config or TrainConfig()
     registry = registry or Registry(settings)
     initial_weights = load_weights(registry.download_torch_weights(base_version)) if base_version else None
+    seen_by_base = registry.trained_image_hashes(base_version) if base_version else frozenset()
 
-    trained = train_model(examples, config, progress, initial_weights, settings.max_image_pixels)
+    trained = train_model(examples, config, progress, initial_weights, settings.max_image_pixels, seen_by_base)
     metrics = dict(trained.metrics)
     with tempfile.TemporaryDirectory(prefix="champipy-train-") as tmp:
         folder = Path(tmp)

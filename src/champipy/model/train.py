@@ -17,7 +17,7 @@ import io
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -185,10 +185,13 @@ def train_model(
     progress: Progress | None = None,
     initial_weights: dict[str, Any] | None = None,
     max_pixels: int = 40_000_000,
+    seen_by_base: Collection[str] = frozenset(),
 ) -> TrainedModel:
     """Train on ``examples`` (split 80/20 by species, seeded). ``initial_weights`` (from
     ``TrainedModel.weights()``) starts from a previous model: its backbone and image size are
-    used, and its head too when the species are the same."""
+    used, and its head too when the species are the same. ``seen_by_base``: hashes of the images
+    that model trained on, kept out of validation where possible (the metric
+    ``val_seen_by_base`` says what share could not be)."""
     config = config or TrainConfig()
     if initial_weights is not None:
         config = replace(config, backbone=initial_weights["backbone"], image_size=initial_weights["image_size"])
@@ -214,13 +217,15 @@ def train_model(
     model.eval()
 
     if config.fine_tune:
-        split = stratified_split(items, config.val_fraction, config.seed)
+        split = stratified_split(items, config.val_fraction, config.seed, seen=seen_by_base)
         train_y = np.array([targets[item.label] for item in split.train], dtype=np.int64)
         val_y = np.array([targets[item.label] for item in split.val], dtype=np.int64)
         history, val_logits = _fine_tune(model, split.train, train_y, split.val, val_y, config, report)
         rows = manifest(split)
         counts = {"n_train": len(split.train), "n_val": len(split.val),
                   "duplicates_removed_from_val": split.duplicates_removed}
+        if seen_by_base:
+            counts["val_seen_by_base"] = sum(item.sha256 in seen_by_base for item in split.val) / max(1, len(split.val))
     else:
         folds = cross_validation_folds(items, config.calibration_folds, config.seed) \
             if config.calibration_folds >= 2 else []
