@@ -7,6 +7,9 @@ The model is the default recipe's architecture (ImageNet features, a species hea
 averaging and temperature in the graph); trained weights do not change the timing. Prints the
 median and 95th percentile per image and the torch/ORT ratio; on a shared machine compare the
 ratio rather than the absolute times.
+
+Then ORT per image for batches of 2, 4 and 8 against batch 1: what micro-batching requests that
+arrive together could gain (the service predicts one image per request; see the README).
 """
 
 from __future__ import annotations
@@ -66,6 +69,9 @@ def main() -> None:
                 "torch eager": timings(lambda: module(tensor), args.runs),
             }
         difference = float(np.abs(classifier.predict_batch(x) - expected).max())
+        per_image = {size: np.median(timings(lambda size=size: classifier.predict_batch(np.repeat(x, size, 0)),
+                                             max(10, args.runs // size))) / size
+                     for size in (1, 2, 4, 8)}
 
     print(f"{args.backbone} at {classifier.image_size}px, mirror averaging {config.flip_tta}, batch 1, "
           f"{args.threads} threads, {args.runs} runs (max |p_ort - p_torch| = {difference:.1e})")
@@ -75,6 +81,9 @@ def main() -> None:
     torch_median = np.median(results["torch eager"])
     print(f"  torch eager / ONNX Runtime: {torch_median / ort_median:.2f}x (median), "
           f"{np.percentile(results['torch eager'], 95) / np.percentile(results['ONNX Runtime'], 95):.2f}x (p95)")
+    print("  ONNX Runtime per image by batch size (median):")
+    for size, ms in per_image.items():
+        print(f"    batch {size}: {ms:7.2f} ms per image, {per_image[1] / ms:.2f}x batch 1's throughput")
 
 
 if __name__ == "__main__":
