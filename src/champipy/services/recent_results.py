@@ -14,35 +14,44 @@ from collections import OrderedDict
 from ..store.base import SpeciesScore
 
 
+class _Lru:
+    """A bounded mapping that drops the least recently used key first. Not thread-safe."""
+
+    def __init__(self, max_entries: int):
+        self.max_entries = max_entries
+        self._items: OrderedDict = OrderedDict()
+
+    def get(self, key):
+        found = self._items.get(key)
+        if found is not None:
+            self._items.move_to_end(key)
+        return found
+
+    def put(self, key, value) -> None:
+        self._items[key] = value
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+
 class RecentResults:
     def __init__(self, max_entries: int = 20_000):
-        self.max_entries = max_entries
-        self._results: OrderedDict[tuple[str, str], tuple[SpeciesScore, ...]] = OrderedDict()
-        self._kept: OrderedDict[str, None] = OrderedDict()
+        self._results = _Lru(max_entries)  # (sha256, model version) -> results
+        self._kept = _Lru(max_entries)  # sha256 -> True
         self._lock = threading.Lock()
 
     def results(self, sha256: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
-        key = (sha256, model_version)
         with self._lock:
-            found = self._results.get(key)
-            if found is not None:
-                self._results.move_to_end(key)
-            return found
+            return self._results.get((sha256, model_version))
 
     def remember_results(self, sha256: str, model_version: str, results: tuple[SpeciesScore, ...]) -> None:
         with self._lock:
-            self._results[(sha256, model_version)] = results
-            self._results.move_to_end((sha256, model_version))
-            while len(self._results) > self.max_entries:
-                self._results.popitem(last=False)
+            self._results.put((sha256, model_version), results)
 
     def is_kept(self, sha256: str) -> bool:
         with self._lock:
-            return sha256 in self._kept
+            return self._kept.get(sha256) is not None
 
     def remember_kept(self, sha256: str) -> None:
         with self._lock:
-            self._kept[sha256] = None
-            self._kept.move_to_end(sha256)
-            while len(self._kept) > self.max_entries:
-                self._kept.popitem(last=False)
+            self._kept.put(sha256, True)
