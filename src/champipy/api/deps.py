@@ -36,13 +36,16 @@ async def get_store(container: ContainerDep) -> Store:
 StoreDep = Annotated[Store, Depends(get_store)]
 
 
+def _authorization(request: Request) -> tuple[str, str]:
+    """(lower-case scheme, credentials) of the Authorization header; empty strings when absent."""
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower(), credentials.strip()
+
+
 def _authenticate(request: Request, container: Container) -> User:
-    header = request.headers.get("authorization")
-    if not header:
+    if not request.headers.get("authorization"):
         raise Unauthorized("Sign in: send HTTP Basic credentials or an API token (Authorization: Bearer ...).")
-    scheme, _, credentials = header.partition(" ")
-    credentials = credentials.strip()
-    scheme = scheme.lower()
+    scheme, credentials = _authorization(request)
     if scheme == "bearer" and credentials:
         return container.authenticator.with_token(credentials)
     if scheme == "basic" and credentials:
@@ -74,10 +77,10 @@ async def current_user(
     _bearer=Security(_bearer_doc),
 ) -> User:
     # A remembered bearer token is a dict lookup: answered here, without a thread-pool hop.
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    scheme, credentials = _authorization(request)
     user = None
-    if scheme.lower() == "bearer" and credentials.strip():
-        user = container.authenticator.remembered_token_user(credentials.strip())
+    if scheme == "bearer" and credentials:
+        user = container.authenticator.remembered_token_user(credentials)
     if user is None:
         user = await run_in_threadpool(_resolve_user, request, container)
     note_user(user.username)  # the access log line names who asked

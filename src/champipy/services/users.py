@@ -165,15 +165,13 @@ class Authenticator:
 
     def remembered_token_user(self, token: str) -> User | None:
         """The user of a token checked within ``token_cache_seconds``; no store access."""
-        with self._lock:
-            cached = self._token_users.get(hash_api_token(token))
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+        return self._remembered_token_user(hash_api_token(token))
 
     def with_token(self, token: str) -> User:
-        user = self.remembered_token_user(token)
+        token_hash = hash_api_token(token)
+        user = self._remembered_token_user(token_hash)
         if user is not None:
             return user
-        token_hash = hash_api_token(token)
         record = self.store.get_token_by_hash(token_hash)
         if record is None or record.revoked:
             raise Unauthorized("Unknown or revoked API token.")
@@ -186,6 +184,11 @@ class Authenticator:
                     self._token_users.clear()
                 self._token_users[token_hash] = (user, time.monotonic() + self.token_cache_seconds)
         return user
+
+    def _remembered_token_user(self, token_hash: str) -> User | None:
+        with self._lock:
+            cached = self._token_users.get(token_hash)
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
 
     def forget_tokens_of(self, username: str) -> None:
         """Drop remembered token users after a revocation, so the next request checks the store."""
