@@ -16,10 +16,12 @@ from .errors import NotAnImage, TooLarge
 Image.MAX_IMAGE_PIXELS = None
 
 
+_EXIF_ORIENTATION = 0x0112
+
+
 @dataclass(frozen=True)
 class DecodedImage:
     image: Image.Image  # RGB, EXIF orientation applied
-    sha256: str
     format: str
     width: int
     height: int
@@ -48,20 +50,22 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> DecodedImage:
                 )
             fmt = probe.format or "unknown"
             probe.load()
-            image = ImageOps.exif_transpose(probe)
-            image = _to_rgb(image)
+            image = to_rgb(probe)
     except TooLarge:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning, EOFError) as exc:
         raise NotAnImage("The file is not an image that can be read (JPEG, PNG, WebP, GIF, ...).") from exc
-    return DecodedImage(image=image, sha256=sha256_hex(data), format=fmt, width=width, height=height)
+    return DecodedImage(image=image, format=fmt, width=width, height=height)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Upright RGB: applies a pending EXIF orientation, composites transparency on white."""
+    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        image = ImageOps.exif_transpose(image)
     if image.mode == "RGB":
         return image
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
         # Composite transparent areas on white: black (the default) would dominate the photo.
         rgba = image.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))

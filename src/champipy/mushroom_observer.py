@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from . import __version__
 from .errors import ChampipyError, InvalidInput, RemoteFailed, RemoteTimeout
 from .fetch import SafeFetcher
-from .images import decode_image
+from .images import decode_image, sha256_hex
 from .settings import Settings
 from .store.base import LabelSource, NewImage, Store
 
@@ -257,7 +257,7 @@ def _store_one(
         return
     stored = store.add_image(
         NewImage(
-            sha256=decoded.sha256,
+            sha256=sha256_hex(data),
             data=data,
             label=label,
             label_source=LabelSource.IMPORTED,

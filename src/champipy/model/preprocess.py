@@ -8,14 +8,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
+
+from ..images import to_rgb
 
 # EfficientNet-Lite was trained on pixels scaled to [-1, 1] (mean = std = 127.5); ImageNet
 # mean/std scaling costs several points of accuracy.
 PIXEL_CENTER = 127.5
 PIXEL_SCALE = 127.5
 RESAMPLE = Image.Resampling.BICUBIC
-_EXIF_ORIENTATION = 0x0112
 
 PREPROCESSING = {
     "resize": "short side to image_size, bicubic (Pillow)",
@@ -23,20 +24,6 @@ PREPROCESSING = {
     "scale": "(x - 127.5) / 127.5",
     "layout": "NCHW float32 RGB",
 }
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Upright RGB: applies a pending EXIF orientation, composites transparency on white."""
-    if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
-        image = ImageOps.exif_transpose(image)
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGB", rgba.size, (255, 255, 255))
-        background.paste(rgba, mask=rgba.getchannel("A"))
-        return background
-    return image.convert("RGB")
 
 
 def resize_short_side(image: Image.Image, size: int) -> Image.Image:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ChampipyError, InvalidInput
-from ..images import decode_image
+from ..images import decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, Store
 
@@ -125,7 +125,7 @@ def _import_one(
             summary.reject(relative, f"larger than {settings.max_upload_bytes:,} bytes")
             return
         data = path.read_bytes()
-        decoded = decode_image(data, settings.max_image_pixels)
+        decode_image(data, settings.max_image_pixels)  # refuses non-images and bombs
     except ChampipyError as exc:
         summary.reject(relative, exc.detail)
         return
@@ -133,7 +133,7 @@ def _import_one(
         summary.reject(relative, f"cannot be read: {exc.strerror or exc}")
         return
     image = NewImage(
-        sha256=decoded.sha256,
+        sha256=sha256_hex(data),
         data=data,
         label=species,
         label_source=LabelSource.IMPORTED,
