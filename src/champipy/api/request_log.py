@@ -54,10 +54,6 @@ def note_user(username: str) -> None:
         context.user = username
 
 
-def current_request_id() -> str | None:
-    return logs.request_id.get()
-
-
 def request_id_from(headers: list[tuple[bytes, bytes]]) -> str:
     for key, value in headers:
         if key.lower() == _HEADER_KEY:

@@ -62,9 +62,6 @@ class JobRunner:
     def register(self, kind: str, handler: Handler) -> None:
         self._handlers[kind] = handler
 
-    def handles(self, kind: str) -> bool:
-        return kind in self._handlers
-
     @property
     def kinds(self) -> list[str]:
         return sorted(self._handlers)

@@ -73,8 +73,3 @@ class Classifier:
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.predict_batch(preprocess_images(images, self.image_size))
-
-    def top_k(self, probabilities: np.ndarray, k: int = 3) -> list[tuple[str, float]]:
-        """The k most probable species of one probability row, most probable first."""
-        order = np.argsort(-probabilities, kind="stable")[:k]
-        return [(self.labels[i], float(probabilities[i])) for i in order]

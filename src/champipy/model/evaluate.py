@@ -161,7 +161,7 @@ def evaluate_folder(
     flush()
     probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.labels)))
     report = evaluate_probabilities(probabilities, true_labels, classifier.labels)
-    report.model_version = classifier.meta.get("version")
+    report.model_version = classifier.version
     return report
 
 
