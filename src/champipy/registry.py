@@ -214,11 +214,21 @@ class Registry:
     def version_for_alias(self, alias: str | None = None) -> ModelVersionInfo | None:
         """The version an alias points to ("Production" and "production" are the same alias,
         and a version left in the legacy "Production" stage counts when no alias is set)."""
+        found = self._version_at_alias(alias)
+        return self._info(found) if found is not None else None
+
+    def alias_version(self, alias: str | None = None) -> str | None:
+        """Only the version number behind an alias: what the model poller asks every few
+        seconds, without the run's metrics and params that ``version_for_alias`` reads."""
+        found = self._version_at_alias(alias)
+        return str(found.version) if found is not None else None
+
+    def _version_at_alias(self, alias: str | None):  # -> mlflow ModelVersion | None
         from mlflow.exceptions import MlflowException
 
         name = _alias(alias or self.settings.production_alias)
         try:
-            return self._info(self.client.get_model_version_by_alias(self.model_name, name))
+            return self.client.get_model_version_by_alias(self.model_name, name)
         except MlflowException as exc:
             if exc.error_code not in _ABSENT:
                 raise  # the registry is down or unreadable: not the same as "no such alias"
@@ -229,7 +239,7 @@ class Registry:
                 found = []
             staged = [mv for mv in found if (mv.current_stage or "").lower() == name]
             if staged:
-                return self.get_version(max(staged, key=lambda mv: int(mv.version)).version)
+                return self._model_version(max(staged, key=lambda mv: int(mv.version)).version)
         return None
 
     def download_serving_model(self, version: str | int) -> Path:

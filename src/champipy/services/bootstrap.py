@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def needs_first_model(settings: Settings, registry) -> bool:
-    return settings.bootstrap_model and registry.version_for_alias(settings.production_alias) is None
+    return settings.bootstrap_model and registry.alias_version(settings.production_alias) is None
 
 
 def train_first_model(settings: Settings, store, registry, progress: Callable[[dict], None] | None = None) -> str | None:

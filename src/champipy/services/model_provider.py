@@ -37,7 +37,7 @@ class ClassifierLike(Protocol):
 
 
 class RegistryLike(Protocol):
-    def version_for_alias(self, alias: str): ...
+    def alias_version(self, alias: str) -> str | None: ...
 
     def download_serving_model(self, version: str): ...
 
@@ -78,16 +78,15 @@ class ModelProvider:
         """Load the alias's version if it changed; True when a new model was swapped in."""
         with self._refresh_lock:
             try:
-                info = self.registry.version_for_alias(self.alias)
+                version = self.registry.alias_version(self.alias)
             except Exception as exc:  # registry down: keep serving what we have
                 self.last_error = f"cannot read the registry: {exc}"
                 log.warning("model registry unreachable; keeping the serving model: %s", exc)
                 return False
             if self.last_error and self.last_error.startswith("cannot read the registry"):
                 self.last_error = None  # it answers again
-            if info is None:
+            if version is None:
                 return False
-            version = str(info.version)
             if self._serving is not None and self._serving.version == version:
                 return False
             if version in self._failed_versions:
