@@ -201,10 +201,7 @@ def _promote(settings: Settings, version: str, alias: str | None) -> Any:
     """Set the alias and record the promotion in the store (the monitor counts new images
     from that moment)."""
     from ..registry import Registry
-    from ..services.supervise import record_promotion
+    from ..services.supervise import promote_version
 
-    alias = (alias or settings.production_alias).lower()
     with open_container() as container:
-        info = Registry(settings).promote(version, alias)
-        record_promotion(container.store, settings.registered_model, info.version, alias, None)
-    return info
+        return promote_version(settings, container.store, Registry(settings), version, alias)

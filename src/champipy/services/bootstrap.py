@@ -37,7 +37,6 @@ def train_first_model(settings: Settings, store, registry, progress: Callable[[d
     outcome = train_and_register(settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone),
                                  progress=progress)
     version = str(outcome.version.version)
-    registry.promote(version, settings.production_alias)
-    supervise.record_promotion(store, settings.registered_model, version, settings.production_alias, "first start")
+    supervise.promote_version(settings, store, registry, version, by="first start")
     log.info("version %s trained and promoted", version)
     return version

@@ -37,12 +37,7 @@ def list_versions(container) -> list[dict]:
 
 
 def promote(container, version: str, username: str | None) -> dict:
-    settings, registry = container.settings, container.registry
-    if registry.get_version(version) is None:
-        raise NotFound(f"No version {version!r} of {settings.registered_model!r}.")
-    registry.promote(version, settings.production_alias)
-    supervise.record_promotion(container.store, settings.registered_model, version, settings.production_alias,
-                               username)
+    supervise.promote_version(container.settings, container.store, container.registry, version, by=username)
     if container.models is not None:
         container.models.refresh()  # serve it now rather than at the next poll
     return next(v for v in list_versions(container) if v["version"] == str(version))
@@ -80,9 +75,7 @@ def _promote_if_better(settings, store, registry, outcome, base, job_name: str, 
     old_score = dict(base.metrics).get("eval_top1") if base is not None else None
     if new_score is None or (old_score is not None and new_score <= old_score):
         return False
-    registry.promote(str(outcome.version.version), settings.production_alias)
-    supervise.record_promotion(store, settings.registered_model, str(outcome.version.version),
-                               settings.production_alias, job_name)
+    supervise.promote_version(settings, store, registry, outcome.version.version, by=job_name)
     if on_promoted:
         on_promoted()
     return True

@@ -63,9 +63,15 @@ def past_prediction_accuracy(store: Store, nb_last_preds: int) -> dict:
     }
 
 
-def record_promotion(store: Store, model_name: str, version: str, alias: str, username: str | None) -> None:
-    store.add_event(PROMOTION, {"model_name": model_name, "version": str(version), "alias": alias,
-                                "username": username})
+def promote_version(settings: Settings, store: Store, registry, version: str | int,
+                    alias: str | None = None, by: str | None = None):
+    """Point ``alias`` (default: production) at ``version`` and record when, for the monitor's
+    "new images since promotion". Every promotion goes through here. Returns the version info."""
+    alias = (alias or settings.production_alias).strip().lower()
+    info = registry.promote(version, alias)
+    store.add_event(PROMOTION, {"model_name": settings.registered_model, "version": str(info.version),
+                                "alias": alias, "username": by})
+    return info
 
 
 def promoted_at(store: Store, registry, model_name: str, alias: str) -> tuple[str, datetime]:
