@@ -20,6 +20,7 @@ class ImageSpool:
         self.directory = directory
         self.max_files = max_files
         self._lock = threading.Lock()
+        self._count: int | None = None  # files here, as far as this process knows
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, sha256: str) -> Path:
@@ -43,10 +44,15 @@ class ImageSpool:
             return None
 
     def _trim(self) -> None:
+        # Listing the folder costs a few ms at 2000 files, so it happens only when this
+        # process's count says the cap may be reached (other processes' files are seen then).
         with self._lock:
-            files = [p for p in self.directory.iterdir() if _SHA256.match(p.name)]
-            if len(files) <= self.max_files:
+            if self._count is not None and self._count < self.max_files:
+                self._count += 1
                 return
-            files.sort(key=lambda p: p.stat().st_mtime)
-            for old in files[: len(files) - self.max_files]:
-                old.unlink(missing_ok=True)
+            files = [p for p in self.directory.iterdir() if _SHA256.match(p.name)]
+            if len(files) > self.max_files:
+                files.sort(key=lambda p: p.stat().st_mtime)
+                for old in files[: len(files) - self.max_files]:
+                    old.unlink(missing_ok=True)
+            self._count = min(len(files), self.max_files)
