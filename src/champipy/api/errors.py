@@ -26,9 +26,10 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
-def _describe_validation(exc: RequestValidationError) -> str:
+def describe_validation_errors(errors) -> str:
+    """One line from pydantic's / FastAPI's error list: ``field: message; ...``."""
     parts = []
-    for err in exc.errors():
+    for err in errors:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "; ".join(parts) or "Invalid request."
@@ -46,7 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_input", _describe_validation(exc))
+        return error_response(422, "invalid_input", describe_validation_errors(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

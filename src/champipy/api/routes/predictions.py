@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,6 +12,7 @@ from starlette.datastructures import UploadFile
 from ...errors import InvalidInput, NotFound
 from ...services.predict import PredictionService
 from ..deps import ContainerDep, CurrentUser, StoreDep
+from ..errors import describe_validation_errors
 from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
 
 router = APIRouter(prefix="/predictions", tags=["predictions"])
@@ -71,7 +71,7 @@ async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) 
         try:
             body = PredictIn.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise InvalidInput(_validation_message(exc)) from None
+            raise InvalidInput(describe_validation_errors(exc.errors())) from None
         outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user)
     else:
         raise InvalidInput("Send JSON {\"url\": ..., \"top_k\": ...} or a multipart upload with a 'file' field.")
@@ -104,9 +104,3 @@ def _form_int(value) -> int:
     except ValueError:
         raise InvalidInput("top_k must be an integer.") from None
 
-
-def _validation_message(exc: ValidationError) -> str:
-    try:
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-    except (KeyError, TypeError):
-        return json.dumps(str(exc))
