@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import error_response
 
 
 class BodyTooLarge(HTTPException):
@@ -29,10 +29,10 @@ class BodyLimitMiddleware:
             try:
                 too_big = int(declared) > self.max_bytes
             except ValueError:
-                await self._refuse(send, 400, "bad_request", "Invalid Content-Length header.")
+                await _refuse(scope, receive, send, 400, "bad_request", "Invalid Content-Length header.")
                 return
             if too_big:
-                await self._refuse(send, 413, "too_large", self._message())
+                await _refuse(scope, receive, send, 413, "too_large", self._message())
                 return
 
         received = 0
@@ -57,15 +57,12 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._refuse(send, 413, "too_large", self._message())
+                await _refuse(scope, receive, send, 413, "too_large", self._message())
 
     def _message(self) -> str:
         return f"The request body is larger than {self.max_bytes // (1024 * 1024)} MiB."
 
-    @staticmethod
-    async def _refuse(send: Send, status: int, code: str, detail: str) -> None:
-        body = json.dumps({"error": code, "detail": detail}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str) -> None:
+    # The unread body stays on the connection: close it rather than parse the rest.
+    await error_response(status, code, detail, {"connection": "close"})(scope, receive, send)

@@ -26,6 +26,11 @@ def error_response(status: int, code: str, detail: str, headers: dict[str, str] 
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
 
+def internal_error_response() -> JSONResponse:
+    """What a client sees of a bug: no trace, only that it was logged."""
+    return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
+
+
 def describe_validation_errors(errors) -> str:
     """One line from pydantic's / FastAPI's error list: ``field: message; ...``."""
     parts = []
@@ -58,4 +63,4 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
+        return internal_error_response()

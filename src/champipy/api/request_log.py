@@ -23,10 +23,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import logs
+from .errors import internal_error_response
 
 HEADER = "X-Request-ID"
 _HEADER_KEY = HEADER.lower().encode()
@@ -116,8 +116,7 @@ async def _error_response(scope: Scope, exc: Exception):
             log.exception("the error handler failed")
     else:
         log.exception("unhandled error on %s %s", scope["method"], scope["path"], exc_info=exc)
-    return JSONResponse({"error": "internal_error", "detail": "Something went wrong on our side; it has been logged."},
-                        status_code=500)
+    return internal_error_response()
 
 
 def _log_access(scope: Scope, status: int, started: float, user: str | None) -> None:
