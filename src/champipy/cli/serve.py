@@ -16,31 +16,36 @@ def serve(
     import uvicorn
 
     from ..api.app import create_app
+    from ..container import build_server_container
     from ..logs import configure_logging
     from ..settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    _train_first_model_if_needed(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
-        log_config=None,
-        access_log=False,
-    )
+    # One container for the whole process: the first-start training and the app share its
+    # store and registry instead of opening their own.
+    container = build_server_container(settings)
+    try:
+        _train_first_model_if_needed(container)
+        uvicorn.run(
+            create_app(settings, container),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            access_log=False,
+        )
+    finally:
+        container.close()
 
 
-def _train_first_model_if_needed(settings) -> None:
+def _train_first_model_if_needed(container) -> None:
     """A bare machine's first start: train and promote a model before serving (about a minute
     or two on a laptop), so the first prediction works."""
-    from ..registry import Registry
     from ..services.bootstrap import needs_first_model, train_first_model
-    from . import open_container
     from .models import training_progress
 
-    registry = Registry(settings)
-    if not needs_first_model(settings, registry):
+    settings = container.settings
+    if not needs_first_model(settings, container.registry):
         return
-    with open_container() as container, training_progress(settings) as on_progress:
-        train_first_model(settings, container.store, registry, on_progress)
+    with training_progress(settings) as on_progress:
+        train_first_model(settings, container.store, container.registry, on_progress)
