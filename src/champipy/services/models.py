@@ -119,7 +119,7 @@ def retrain_handler(settings, store, registry, on_promoted=None):
         report({"stage": "training", "images": len(examples)})
         outcome = train_and_register(settings, examples, TrainConfig(backbone=settings.backbone), progress=report)
         base = registry.version_for_alias(settings.production_alias)
-        promoted = bool(params.get("promote_if_better", True)) and _promote_if_better(
+        promoted = bool(params.get("promote_if_better")) and _promote_if_better(
             settings, store, registry, outcome, base, "retrain job", on_promoted)
         return {"version": str(outcome.version.version), "images": len(examples),
                 "metrics": dict(outcome.version.metrics), "promoted": promoted}

@@ -23,7 +23,7 @@ def check_and_alert(container) -> supervise.MonitorResult:
     new_images_crossed = result.nb_new_img is not None and result.nb_new_img >= settings.target_new_images
     jobs = getattr(container, "jobs", None)
     if settings.retrain_on_new_images and new_images_crossed and jobs is not None:
-        job = jobs.submit(RETRAIN, {"stage": settings.production_alias, "reason": "new images"}, None)
+        job = jobs.submit(RETRAIN, {"promote_if_better": True, "reason": "new images"}, None)
         log.info("new-image threshold crossed: retrain job %s submitted", job.id)
     return result
 
