@@ -38,6 +38,10 @@ class NotAnImage(ChampipyError):
     code, status = "not_an_image", 415
 
 
+class UnsupportedImageShape(ChampipyError):
+    code, status = "unsupported_image_shape", 422
+
+
 class RemoteFailed(ChampipyError):
     code, status = "remote_failed", 502
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import NotAnImage, TooLarge
+from .errors import NotAnImage, TooLarge, UnsupportedImageShape
 
 # Pillow's own bomb check is global state; ours is per call, so we switch its warning off
 # and compare sizes ourselves before any pixel is decoded.
@@ -17,6 +17,21 @@ Image.MAX_IMAGE_PIXELS = None
 
 
 _EXIF_ORIENTATION = 0x0112
+
+# The formats the web page promises. Pillow is told to try only these decoders, so TIFF, JPEG
+# 2000, PSD, ICO, ... parsers never run on untrusted bytes. The JPEG decoder also opens the JPEGs
+# of cameras that embed a second picture (Pillow calls them MPO); GIF, APNG and animated WebP
+# give their first frame.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
+ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP or GIF (first frame)"
+
+# No real photo comes near these (the data set: short side >= 71 px, ratio <= 2.3); a 1x100000
+# PNG of 470 bytes does, and would make preprocessing build a 260x26,000,000 image.
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int = 40_000_000
+    max_aspect_ratio: float = 20.0  # long side / short side
+    min_side: int = 16
 
 
 @dataclass(frozen=True)
@@ -31,32 +46,51 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data: bytes, max_pixels: int = 40_000_000) -> DecodedImage:
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
     """Decode with Pillow from the bytes alone (never trusting a Content-Type).
 
-    Raises NotAnImage for anything Pillow cannot fully decode and TooLarge for images with
-    more than ``max_pixels`` pixels (decompression bombs), checked from the header first.
+    Raises NotAnImage for anything that is not a readable image of an accepted format,
+    TooLarge for more than ``limits.max_pixels`` pixels (decompression bombs) and UnsupportedImageShape
+    for a side under ``limits.min_side`` or a long side more than ``limits.max_aspect_ratio`` times the short
+    one; all three are decided from the header, before any pixel is decoded. The pixel cap
+    bounds decode memory for every accepted format: at most 4 bytes a pixel while decoding
+    plus 3 for the RGB copy.
     """
     if not data:
         raise NotAnImage("The file is empty.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            probe = Image.open(io.BytesIO(data))
+            probe = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
             width, height = probe.size
-            if width * height > max_pixels:
-                raise TooLarge(
-                    f"The image is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted."
-                )
+            _check_size(width, height, limits)
             fmt = probe.format or "unknown"
             probe.load()
             image = to_rgb(probe)
-    except TooLarge:
+    except (TooLarge, UnsupportedImageShape):
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning, EOFError) as exc:
-        raise NotAnImage("The file is not an image that can be read (JPEG, PNG, WebP, GIF, ...).") from exc
+        raise NotAnImage(
+            f"The file is not an image that can be read; accepted formats: {ACCEPTED_FORMATS_TEXT}."
+        ) from exc
     return DecodedImage(image=image, format=fmt, width=width, height=height)
+
+
+def _check_size(width: int, height: int, limits: ImageLimits) -> None:
+    max_pixels, max_aspect_ratio, min_side = limits.max_pixels, limits.max_aspect_ratio, limits.min_side
+    if width * height > max_pixels:
+        raise TooLarge(f"The image is {width}x{height} pixels; at most {max_pixels:,} pixels are accepted.")
+    short, long = min(width, height), max(width, height)
+    if short < min_side:
+        raise UnsupportedImageShape(
+            f"The image is {width}x{height} pixels; each side must be at least {min_side} pixels."
+        )
+    if long > short * max_aspect_ratio:
+        raise UnsupportedImageShape(
+            f"The image is {width}x{height} pixels; its long side may be at most {max_aspect_ratio:g} "
+            "times its short side."
+        )
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -248,7 +248,7 @@ def _store_one(
 ) -> None:
     try:
         data = client.download(image)
-        decoded = decode_image(data, settings.max_image_pixels)
+        decoded = decode_image(data, settings.image_limits)
     except ChampipyError as exc:
         counts.failed += 1
         if len(summary.failures) < FAILURES_LISTED:

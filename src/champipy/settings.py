@@ -8,9 +8,13 @@ in-process job worker.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from .images import ImageLimits
 
 BACKBONES = ("lite0", "lite1", "lite2")
 
@@ -56,6 +60,8 @@ class Settings(BaseSettings):
     fetch_max_redirects: int = Field(3, ge=0, le=10)
     url_cache_ttl_seconds: int = Field(24 * 3600, ge=0)
     max_image_pixels: int = Field(40_000_000, ge=1)
+    max_image_aspect_ratio: float = Field(20.0, ge=1.0)  # long side / short side
+    min_image_side: int = Field(16, ge=1)
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
 
     # Serving.
@@ -112,6 +118,12 @@ class Settings(BaseSettings):
     @property
     def mlflow_artifacts_dir(self) -> Path:
         return (self.data_dir / "mlartifacts").resolve()
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        from .images import ImageLimits  # settings stay importable without Pillow
+
+        return ImageLimits(self.max_image_pixels, self.max_image_aspect_ratio, self.min_image_side)
 
     @property
     def allowed_fetch_hosts(self) -> frozenset[str]:

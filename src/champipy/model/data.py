@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageEnhance
 
 from ..errors import ChampipyError, InvalidInput
-from ..images import decode_image, sha256_hex
+from ..images import ImageLimits, decode_image, sha256_hex
 from ..store.base import Store
 from .preprocess import RESAMPLE, resize_and_crop, resize_short_side
 
@@ -91,7 +91,7 @@ def load_examples(examples: Iterable[Example], size: int, max_pixels: int = 40_0
             data = example.read()
             if data is None:
                 raise ChampipyError("missing bytes")
-            image = decode_image(data, max_pixels).image
+            image = decode_image(data, ImageLimits(max_pixels=max_pixels)).image
         except ChampipyError as exc:
             log.warning("Skipping image %s (%s): %s", example.sha256[:12], example.label, exc)
             continue

@@ -126,7 +126,7 @@ def evaluate_folder(
 ) -> EvaluationReport:
     """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped."""
     from ..errors import ChampipyError, InvalidInput
-    from ..images import decode_image
+    from ..images import ImageLimits, decode_image
     from .data import IMAGE_SUFFIXES
 
     root = Path(folder)
@@ -150,7 +150,7 @@ def evaluate_folder(
 
     for path in paths:
         try:
-            image = decode_image(path.read_bytes(), max_pixels).image
+            image = decode_image(path.read_bytes(), ImageLimits(max_pixels=max_pixels)).image
         except ChampipyError as exc:
             log.warning("Skipping %s: %s", path, exc)
             continue

@@ -42,8 +42,22 @@ def centre_crop(image: Image.Image, size: int) -> Image.Image:
 
 
 def resize_and_crop(image: Image.Image, size: int) -> Image.Image:
-    """RGB, short side resized to ``size`` (bicubic), centre ``size`` x ``size`` crop."""
-    return centre_crop(resize_short_side(to_rgb(image), size), size)
+    """RGB, short side resized to ``size`` (bicubic), centre ``size`` x ``size`` crop.
+
+    The crop is passed to ``resize`` as its source box, so the pixels are those of resizing the
+    whole image and then cropping, without building the resized whole: for a long thin image
+    that intermediate alone would be gigabytes.
+    """
+    image = to_rgb(image)
+    width, height = image.size
+    scale = size / min(width, height)
+    new_width, new_height = max(size, round(width * scale)), max(size, round(height * scale))
+    left, top = (new_width - size) // 2, (new_height - size) // 2
+    if (new_width, new_height) == (width, height):
+        return image.crop((left, top, left + size, top + size))
+    x_step, y_step = width / new_width, height / new_height
+    box = (left * x_step, top * y_step, (left + size) * x_step, (top + size) * y_step)
+    return image.resize((size, size), RESAMPLE, box=box)
 
 
 def scale_pixels(pixels: np.ndarray) -> np.ndarray:

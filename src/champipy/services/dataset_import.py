@@ -125,7 +125,7 @@ def _import_one(
             summary.reject(relative, f"larger than {settings.max_upload_bytes:,} bytes")
             return
         data = path.read_bytes()
-        decode_image(data, settings.max_image_pixels)  # refuses non-images and bombs
+        decode_image(data, settings.image_limits)  # refuses non-images and bombs
     except ChampipyError as exc:
         summary.reject(relative, exc.detail)
         return

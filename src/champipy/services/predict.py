@@ -129,7 +129,7 @@ class PredictionService:
             if results is not None:
                 return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
             started = time.perf_counter()
-            decoded = decode_image(data, self.settings.max_image_pixels)
+            decoded = decode_image(data, self.settings.image_limits)
             classifier = model.classifier
             batch = classifier.preprocess(decoded.image)[np.newaxis]
             probabilities = classifier.predict_batch(batch)[0]
