@@ -6,7 +6,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .services.users import Authenticator, LoginThrottle, ensure_first_admin
+from .services.login_throttle import LoginThrottle, throttle_storage
+from .services.users import Authenticator, ensure_first_admin
 from .settings import Settings
 from .store import Store, open_store
 
@@ -52,9 +53,12 @@ def build_container(settings: Settings, *, serving: bool = False) -> Container:
     """The store and auth always; with ``serving`` also the model provider and predictor."""
     settings.ensure_data_dir()
     store = open_store(settings.resolved_database_url)
-    throttle = LoginThrottle(settings.login_max_failures, settings.login_lockout_seconds)
+    throttle = LoginThrottle(
+        throttle_storage(settings.redis_url), settings.login_max_failures, settings.login_lockout_seconds,
+        user_soft_limit=settings.login_user_soft_limit, user_delay_seconds=settings.login_user_delay_seconds)
     container = Container(settings=settings, store=store, authenticator=Authenticator(
-        store, throttle, token_cache_seconds=settings.token_cache_seconds))
+        store, throttle, token_cache_seconds=settings.token_cache_seconds,
+        concurrent_verifications=settings.login_concurrent_verifications))
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):
         log.info("created the first admin account 'admin' from CHAMPIPY_ADMIN_PASSWORD")
     if serving:

@@ -66,12 +66,20 @@ class Forbidden(ChampipyError):
     code, status = "forbidden", 403
 
 
-class TooManyAttempts(ChampipyError):
-    code, status = "too_many_attempts", 429
+class RetryLater(ChampipyError):
+    """Refused for now; the answer carries Retry-After."""
 
     def __init__(self, detail: str, retry_after: int = 60):
         super().__init__(detail)
         self.retry_after = retry_after
+
+
+class TooManyAttempts(RetryLater):
+    code, status = "too_many_attempts", 429
+
+
+class Busy(RetryLater):
+    code, status = "busy", 503
 
 
 class NoModel(ChampipyError):

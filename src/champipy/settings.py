@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     admin_password: str = ""  # creates the first admin "admin" on first start when set
     login_max_failures: int = Field(5, ge=1)
     login_lockout_seconds: int = Field(60, ge=1)
+    login_user_soft_limit: int = Field(20, ge=1)  # attempts per user name and window, any address
+    login_user_delay_seconds: float = Field(1.0, ge=0)  # the wait of each attempt beyond it
+    login_concurrent_verifications: int = Field(2, ge=1)  # argon2 checks at once (64 MiB each)
     token_cache_seconds: float = Field(10.0, ge=0)  # how long a bearer token's user is remembered; 0: never
 
     host: str = "127.0.0.1"

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from champipy.services.users import Authenticator, LoginThrottle
+from champipy.services.login_throttle import LoginThrottle, throttle_storage
+from champipy.services.users import Authenticator
 from champipy.settings import Settings
 from champipy.store import open_store
 
@@ -37,7 +38,7 @@ def test_add_admin_from_stdin_stores_only_an_argon2_hash(cli_env, tmp_path):
         assert bob.is_admin
         assert bob.password_hash.startswith("$argon2id$")
         assert password not in bob.password_hash
-        assert Authenticator(store, LoginThrottle(5, 60)).with_password("bob", password).username == "bob"
+        assert Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60)).with_password("bob", password).username == "bob"
     finally:
         store.close()
     raw = (tmp_path / "data" / "champipy.db").read_bytes()
@@ -57,7 +58,7 @@ def test_list_set_role_disable_and_set_password(cli_env, tmp_path):
     try:
         alice = store.get_user("alice")
         assert alice.is_admin and alice.disabled
-        auth = Authenticator(store, LoginThrottle(5, 60))
+        auth = Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60))
         with pytest.raises(Exception):
             auth.with_password("alice", "second-password")
         store.update_user("alice", disabled=False)
@@ -89,7 +90,7 @@ def test_first_admin_from_environment_only_once(tmp_path):
     assert listed.stdout.count("admin") >= 1
     store = open_store(Settings(data_dir=tmp_path / "data").resolved_database_url)
     try:
-        auth = Authenticator(store, LoginThrottle(5, 60))
+        auth = Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60))
         assert auth.with_password("admin", "bootstrap-pass-1").is_admin
     finally:
         store.close()
@@ -104,7 +105,7 @@ def test_legacy_bcrypt_hash_verifies_and_is_rehashed(tmp_path):
     try:
         legacy = bcrypt.hashpw(b"old-system-pw", bcrypt.gensalt()).decode()
         store.add_user("legacy", legacy, ("user",))
-        user = Authenticator(store, LoginThrottle(5, 60)).with_password("legacy", "old-system-pw")
+        user = Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60)).with_password("legacy", "old-system-pw")
         assert user.password_hash.startswith("$argon2id$")
         assert store.get_user("legacy").password_hash.startswith("$argon2id$")
     finally:

@@ -16,9 +16,16 @@ from ..store.base import Store, User
 from .request_log import note_user
 from ..web.session import user_from_session_cookie
 
-# Declared for the OpenAPI page only; the header is parsed below so that every malformed
-# form gets the same clear 401.
-_basic_doc = HTTPBasic(auto_error=False, description="User name and password")
+class _BasicForDocs(HTTPBasic):
+    """Declared for the OpenAPI page only. FastAPI's own parser decodes the credentials as
+    ASCII and refuses UTF-8 passwords ("pässwörd"); ours below reads UTF-8, and gives every
+    malformed form the same clear 401."""
+
+    async def __call__(self, request: Request) -> None:  # type: ignore[override]
+        return None
+
+
+_basic_doc = _BasicForDocs(auto_error=False, description="User name and password")
 _bearer_doc = HTTPBearer(auto_error=False, description="API token from POST /tokens")
 
 

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ChampipyError, TooManyAttempts, Unauthorized
+from ..errors import ChampipyError, RetryLater, Unauthorized
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, Unauthorized):
             headers = AUTH_CHALLENGE
-        elif isinstance(exc, TooManyAttempts):
+        elif isinstance(exc, RetryLater):
             headers = {"Retry-After": str(exc.retry_after)}
         return error_response(exc.status, exc.code, exc.detail, headers)
 

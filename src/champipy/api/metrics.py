@@ -30,7 +30,7 @@ import time
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..store.base import JobState
@@ -120,6 +120,16 @@ class _StateCollector:
             return
         yield from self._model(container)
         yield from self._job_counts(container)
+        yield from self._sign_ins(container)
+
+    @staticmethod
+    def _sign_ins(container):
+        throttle = container.authenticator.throttle
+        yield CounterMetricFamily("champipy_login_lockouts", "(user, address) pairs locked after failed sign-ins.",
+                                  value=throttle.lockouts)
+        yield CounterMetricFamily("champipy_login_delays",
+                                  "Sign-ins delayed by the per-user limit (attempts from many addresses).",
+                                  value=throttle.delays)
 
     @staticmethod
     def _model(container):

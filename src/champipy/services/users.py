@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -10,13 +11,23 @@ import threading
 import time
 from dataclasses import dataclass
 
-from ..errors import Conflict, InvalidInput, NotFound, TooManyAttempts, Unauthorized
+from ..errors import Busy, Conflict, InvalidInput, NotFound, Unauthorized
 from ..passwords import hash_api_token, hash_password, new_api_token, verify_password
 from ..store.base import ApiToken, Role, Store, User
+from .login_throttle import LoginThrottle
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
+WRONG_CREDENTIALS = "Wrong user name or password."
+# A sign-in waits at most this long for a verification slot before it is told to come back.
+VERIFICATION_WAIT_SECONDS = 10.0
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    """Verified for unknown and disabled users, so they cost what a wrong password costs."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def validate_username(username: str) -> str:
@@ -83,42 +94,6 @@ def revoke_token(store: Store, username: str, token_id: str) -> None:
         raise NotFound("No such token.")
 
 
-class LoginThrottle:
-    """Locks an account or a client address for a while after repeated failed logins.
-
-    Per process, in memory: enough to make password guessing slow; a deployment with many
-    API processes gets a limit per process.
-    """
-
-    def __init__(self, max_failures: int, lockout_seconds: int):
-        self.max_failures = max_failures
-        self.lockout_seconds = lockout_seconds
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                recent = [t for t in self._failures.get(key, []) if now - t < self.lockout_seconds]
-                self._failures[key] = recent
-                if len(recent) >= self.max_failures:
-                    retry = int(self.lockout_seconds - (now - recent[0])) + 1
-                    raise TooManyAttempts(
-                        f"Too many failed sign-ins; try again in {retry} s.", retry_after=retry
-                    )
-
-    def failed(self, *keys: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                self._failures.setdefault(key, []).append(now)
-
-    def succeeded(self, username_key: str) -> None:
-        with self._lock:
-            self._failures.pop(username_key, None)
-
-
 class Authenticator:
     """Checks HTTP Basic credentials and bearer tokens against the store.
 
@@ -133,7 +108,7 @@ class Authenticator:
     """
 
     def __init__(self, store: Store, throttle: LoginThrottle, remember_seconds: float = 300.0,
-                 token_cache_seconds: float = 10.0):
+                 token_cache_seconds: float = 10.0, concurrent_verifications: int = 2):
         self.store = store
         self.throttle = throttle
         self.remember_seconds = remember_seconds
@@ -142,24 +117,35 @@ class Authenticator:
         self._verified: dict[bytes, tuple[str, float]] = {}
         self._token_users: dict[str, tuple[User, float]] = {}
         self._lock = threading.Lock()
+        # Each argon2 verification takes 64 MiB and ~100 ms of a core: a few at a time.
+        self._verification_slots = threading.BoundedSemaphore(concurrent_verifications)
 
     def with_password(self, username: str, password: str, client: str = "") -> User:
-        keys = (f"user:{username}", f"addr:{client}")
-        self.throttle.check(*keys)
+        if not USERNAME_PATTERN.fullmatch(username) or len(password) > MAX_PASSWORD_LENGTH:
+            raise Unauthorized(WRONG_CREDENTIALS)  # cannot be an account: no store, no counter
+        self.throttle.wait_if_user_is_busy(username)
+        if not self._verification_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
+            raise Busy("Too many sign-ins are being checked; try again in a moment.", retry_after=2)
+        try:
+            return self._check_password(username, password, client)
+        finally:
+            self._verification_slots.release()
+
+    def _check_password(self, username: str, password: str, client: str) -> User:
+        reservation = self.throttle.reserve(username, client)
         user = self.store.get_user(username)
-        if user is None or user.disabled:
-            self.throttle.failed(*keys)
-            raise Unauthorized("Wrong user name or password.")
+        usable = user is not None and not user.disabled
         fingerprint = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
-        if self._remembered(fingerprint, user.password_hash):
+        if usable and self._remembered(fingerprint, user.password_hash):
+            self.throttle.succeeded(reservation)
             return user
-        matches, updated_hash = verify_password(password, user.password_hash)
-        if not matches:
-            self.throttle.failed(*keys)
-            raise Unauthorized("Wrong user name or password.")
+        matches, updated_hash = verify_password(password, user.password_hash if usable else _dummy_password_hash())
+        if not (usable and matches):
+            self.throttle.failed(reservation)
+            raise Unauthorized(WRONG_CREDENTIALS)
         if updated_hash:
             user = self.store.update_user(username, password_hash=updated_hash)
-        self.throttle.succeeded(keys[0])
+        self.throttle.succeeded(reservation)
         self._remember(fingerprint, user.password_hash)
         return user
 

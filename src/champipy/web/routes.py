@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from .. import __version__
 from ..api.deps import ContainerDep
 from ..container import Container
-from ..errors import TooManyAttempts, Unauthorized
+from ..errors import RetryLater, Unauthorized
 from ..store.base import User
 from .headers import PAGE_HEADERS
 from .session import (
@@ -164,8 +164,8 @@ async def sign_in(request: Request, container: ContainerDep, sessions: SessionsD
     except Unauthorized as exc:
         return _sign_in_page(request, sessions, next_page=next_page, username=username, status=401,
                              error=exc.detail)
-    except TooManyAttempts as exc:
-        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=429,
+    except RetryLater as exc:  # locked (429) or too many sign-ins being checked (503)
+        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=exc.status,
                              error=exc.detail, headers={"Retry-After": str(exc.retry_after)})
     cookie, _ = sessions.issue(user)
     response = _redirect(request, next_page)
