@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     # Serving.
     model_poll_seconds: float = Field(10.0, gt=0)
     inference_threads: int = Field(0, ge=0)  # 0: ONNX Runtime decides
+    # Predictions computed at once; more are refused with 503 + Retry-After (cached answers
+    # never wait). 16 on 2 cores: at most ~1 s in the queue at ~18 uncached predictions/s.
+    max_pending_predictions: int = Field(16, ge=1)
     bootstrap_model: bool = True  # train a first model at start-up when none serves
 
     # Security.

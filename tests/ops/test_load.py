@@ -169,3 +169,74 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
         assert len(predictions_logged) == warm_up + len(outcomes)
         assert all(line.get("request_id") and line["status"] == 200 for line in predictions_logged)
         assert token not in (tmp_path / "serve.log").read_text()
+
+
+def test_four_times_the_queue_bound_gets_clean_refusals(tmp_path, trained_registry):
+    """16 clients of new photos against 4 computation slots: each answer is a stored prediction
+    or a 503 busy with Retry-After, never an error, a lost or a half-stored request; /status
+    keeps answering. Accepted latency and /status latency are printed, not asserted."""
+    bound, clients, seconds = 4, 16, min(SECONDS, 20.0)
+    probe = trained_registry.settings_for(tmp_path / "probe")
+    photos = [data for _, data in dataset_photos(probe, per_species=2)]
+    settings = trained_registry.settings_for(tmp_path / "data", max_pending_predictions=bound)
+    store = open_store(settings.resolved_database_url)
+    user = make_account(store)
+    with serve_process(settings, tmp_path / "serve.log") as base_url:
+        with client(base_url, auth=user.auth) as c:
+            token = c.post("/tokens", json={"name": "load"}).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        outcomes: list[Outcome] = []
+        status_seconds: list[float] = []
+        lock = threading.Lock()
+        deadline = time.monotonic() + seconds
+
+        def one_client(seed: int) -> None:
+            rng, mine = random.Random(seed), []
+            with client(base_url, headers=headers) as c:
+                while time.monotonic() < deadline:
+                    started = time.perf_counter()
+                    answer = upload(c, variant(rng.choice(photos), rng))
+                    elapsed = time.perf_counter() - started
+                    if answer.status_code == 200:
+                        body = answer.json()
+                        mine.append(Outcome("new", 200, elapsed, body["id"], body["image_sha256"], body["cached"]))
+                    else:
+                        mine.append(Outcome("new", answer.status_code, elapsed,
+                                            error=f"{answer.headers.get('retry-after')} {answer.text[:200]}"))
+                        time.sleep(0.05)
+            with lock:
+                outcomes.extend(mine)
+
+        def watch_status() -> None:
+            with client(base_url) as c:
+                while time.monotonic() < deadline:
+                    started = time.perf_counter()
+                    assert c.get("/status").status_code == 200
+                    status_seconds.append(time.perf_counter() - started)
+                    time.sleep(0.2)
+
+        threads = [threading.Thread(target=one_client, args=(seed,)) for seed in range(clients)]
+        threads.append(threading.Thread(target=watch_status))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(seconds + 2 * REQUEST_TIMEOUT)
+        assert not any(t.is_alive() for t in threads), "a client did not stop"
+        with client(base_url) as c:
+            metrics = scrape(c)
+
+    accepted = [o for o in outcomes if o.status == 200]
+    refused = [o for o in outcomes if o.status == 503]
+    print(f"\nBACK-PRESSURE: bound {bound}, {clients} clients, {seconds:.0f} s: {len(accepted)} accepted "
+          f"(p50 {1000 * statistics.median(o.seconds for o in accepted):.0f} ms, "
+          f"p99 {1000 * _percentile([o.seconds for o in accepted], 0.99):.0f} ms), {len(refused)} refused "
+          f"(p99 {1000 * _percentile([o.seconds for o in refused], 0.99):.0f} ms); /status p99 "
+          f"{1000 * _percentile(status_seconds, 0.99):.0f} ms over {len(status_seconds)} calls")
+    assert {o.status for o in outcomes} <= {200, 503}, Counter(o.status for o in outcomes)
+    assert accepted and refused, "4x the bound must both be served and refused"
+    assert all('"busy"' in o.error and int(o.error.split()[0]) >= 1 for o in refused)
+    for o in accepted:
+        assert store.get_prediction(o.prediction_id).image_sha256 == o.image_sha256
+    assert store.count_predictions() == len(accepted), "a refused request left a prediction behind"
+    assert sample(metrics, "champipy_predictions_refused_busy_total") == len(refused)
+    store.close()

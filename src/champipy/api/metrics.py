@@ -121,6 +121,20 @@ class _StateCollector:
         yield from self._model(container)
         yield from self._job_counts(container)
         yield from self._sign_ins(container)
+        yield from self._admission(container)
+
+    @staticmethod
+    def _admission(container):
+        predictor = getattr(container, "predictor", None)
+        if predictor is None:
+            return
+        gate = predictor.admission
+        yield GaugeMetricFamily("champipy_predictions_pending", "Predictions being computed now.", value=gate.pending)
+        yield GaugeMetricFamily("champipy_predictions_pending_limit",
+                                "Predictions computed at once before 503 (CHAMPIPY_MAX_PENDING_PREDICTIONS).",
+                                value=gate.limit)
+        yield CounterMetricFamily("champipy_predictions_refused_busy",
+                                  "Predictions refused with 503 because the limit was reached.", value=gate.refused)
 
     @staticmethod
     def _sign_ins(container):

@@ -22,6 +22,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..images import decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
+from .admission import AdmissionGate
 from .model_provider import ModelProvider, ServingModel
 from .recent_results import RecentResults
 from .spool import ImageSpool
@@ -66,6 +67,7 @@ class PredictionService:
         self.spool = spool
         self._in_flight = _KeyedLocks()
         self.recent = RecentResults()
+        self.admission = AdmissionGate(settings.max_pending_predictions)
 
     # --- entry points ------------------------------------------------------------------
     def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
@@ -124,7 +126,7 @@ class PredictionService:
         results = self.recent.results(sha, model.version)
         if results is not None:
             return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
-        with self._in_flight.get((sha, model.version)):
+        with self.admission.slot(), self._in_flight.get((sha, model.version)):
             results = self._known_results(sha, model.version)
             if results is not None:
                 return self._serve_cached(sha, results, model, top_k, user, source_url, filename)

@@ -17,7 +17,7 @@ DB_CHECK_SECONDS = 3.0
 
 
 @router.get("/status", response_model=StatusOut, summary="Is the API up, and which model serves")
-def status(container: ContainerDep) -> StatusOut:
+async def status(container: ContainerDep) -> StatusOut:  # async: answers while the thread pool is full
     return StatusOut(status="ok", version=__version__, model=container.model_status())
 
 

@@ -1,0 +1,49 @@
+"""Back-pressure: at most ``limit`` predictions decoded and computed at once; beyond it the
+request is refused at once (503 + Retry-After) instead of queueing without end.
+
+Only the computation is admitted here: a URL download happens before it (a slow remote
+holds no slot) and an answer from the cache never asks. Refusing before anything is decoded
+or stored means a refused request leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ..errors import Busy
+
+
+class AdmissionGate:
+    def __init__(self, limit: int, retry_after_seconds: int = 1):
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self._slots = threading.BoundedSemaphore(limit)
+        self._count_lock = threading.Lock()
+        self._pending = 0
+        self._refused = 0
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    @property
+    def refused(self) -> int:
+        return self._refused
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            with self._count_lock:
+                self._refused += 1
+            raise Busy(f"The service is computing {self.limit} predictions already; try again in a moment.",
+                       retry_after=self.retry_after_seconds)
+        with self._count_lock:
+            self._pending += 1
+        try:
+            yield
+        finally:
+            with self._count_lock:
+                self._pending -= 1
+            self._slots.release()
