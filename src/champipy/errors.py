@@ -78,6 +78,10 @@ class TooManyAttempts(RetryLater):
     code, status = "too_many_attempts", 429
 
 
+class TooManyFetches(RetryLater):
+    code, status = "too_many_fetches", 429
+
+
 class Busy(RetryLater):
     code, status = "busy", 503
 

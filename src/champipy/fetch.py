@@ -26,7 +26,7 @@ from typing import Any
 import httpcore
 import httpx
 
-from .errors import AddressNotAllowed, BadUrl, RemoteFailed, RemoteNotFound, RemoteTimeout, TooLarge
+from .errors import AddressNotAllowed, BadUrl, Busy, RemoteFailed, RemoteNotFound, RemoteTimeout, TooLarge
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -192,13 +192,14 @@ def _without_scope(address: str) -> str:
 
 
 class _GuardedTransport(httpx.HTTPTransport):
-    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext):
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext, max_connections: int):
         super().__init__(verify=ssl_context, trust_env=False)
         # httpx has no public way to choose the network backend; its transport sends
         # everything through ``_pool``, so we hand it a pool built on our backend.
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
             raise RuntimeError("this httpx version has no HTTPTransport._pool to replace")
-        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend)
+        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend,
+                                             max_connections=max_connections)
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,9 @@ class SafeFetcher:
         backend = GuardedBackend(settings.allowed_fetch_hosts, resolver)
         context = ssl_context or httpx.create_ssl_context(trust_env=False)
         self._client = httpx.Client(
-            transport=_GuardedTransport(backend, context),
+            # As many connections as the worker threads that fetch (httpcore's default is 10, so
+            # ten dripping URLs made every other fetch wait): a full pool is reported as busy.
+            transport=_GuardedTransport(backend, context, settings.fetch_max_connections),
             trust_env=False,
             follow_redirects=False,
             timeout=httpx.Timeout(
@@ -348,6 +351,8 @@ def _remote_errors(url: httpx.URL) -> Iterator[None]:
     host = url.host
     try:
         yield
+    except httpx.PoolTimeout as exc:  # our side is full, not the remote slow
+        raise Busy("Every download connection is in use; try again in a moment.", retry_after=2) from exc
     except httpx.TimeoutException as exc:
         raise RemoteTimeout(f"The host {host!r} did not answer in time.") from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:

@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     fetch_connect_timeout: float = Field(5.0, gt=0)
     fetch_read_timeout: float = Field(15.0, gt=0)
     fetch_max_redirects: int = Field(3, ge=0, le=10)
+    fetch_max_connections: int = Field(40, ge=1)  # the worker threads' number (anyio's default)
+    fetch_per_user: int = Field(4, ge=1)  # URL downloads in flight per user; more get 429
     url_cache_ttl_seconds: int = Field(24 * 3600, ge=0)
     max_image_pixels: int = Field(40_000_000, ge=1)
     max_image_aspect_ratio: float = Field(20.0, ge=1.0)  # long side / short side

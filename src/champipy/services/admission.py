@@ -1,5 +1,8 @@
-"""Back-pressure: at most ``limit`` predictions decoded and computed at once; beyond it the
-request is refused at once (503 + Retry-After) instead of queueing without end.
+"""Back-pressure, refusing at once instead of queueing without end.
+
+``AdmissionGate``: at most ``limit`` predictions decoded and computed at once; beyond it 503
+with Retry-After. ``PerUserLimit``: at most ``limit`` URL downloads in flight per user; beyond
+it 429, so one user's slow URLs cannot take every download connection.
 
 Only the computation is admitted here: a URL download happens before it (a slow remote
 holds no slot) and an answer from the cache never asks. Refusing before anything is decoded
@@ -12,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..errors import Busy
+from ..errors import Busy, TooManyFetches
 
 
 class AdmissionGate:
@@ -47,3 +50,29 @@ class AdmissionGate:
             with self._count_lock:
                 self._pending -= 1
             self._slots.release()
+
+
+class PerUserLimit:
+    def __init__(self, limit: int, retry_after_seconds: int = 2):
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self._in_flight: dict[str, int] = {}  # only users with one in flight: bounded by them
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, username: str) -> Iterator[None]:
+        with self._lock:
+            count = self._in_flight.get(username, 0)
+            if count >= self.limit:
+                raise TooManyFetches(f"You have {self.limit} downloads in progress already; wait for one to end.",
+                                     retry_after=self.retry_after_seconds)
+            self._in_flight[username] = count + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                left = self._in_flight[username] - 1
+                if left:
+                    self._in_flight[username] = left
+                else:
+                    del self._in_flight[username]

@@ -22,7 +22,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..images import decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
-from .admission import AdmissionGate
+from .admission import AdmissionGate, PerUserLimit
 from .model_provider import ModelProvider, ServingModel
 from .recent_results import RecentResults
 from .spool import ImageSpool
@@ -68,6 +68,7 @@ class PredictionService:
         self._in_flight = _KeyedLocks()
         self.recent = RecentResults()
         self.admission = AdmissionGate(settings.max_pending_predictions)
+        self.downloads = PerUserLimit(settings.fetch_per_user)
 
     # --- entry points ------------------------------------------------------------------
     def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
@@ -80,7 +81,8 @@ class PredictionService:
             results = self._known_results(known_sha, model.version)
             if results is not None:
                 return self._serve_cached(known_sha, results, model, top_k, user, url, filename=_filename(url))
-        data = self.fetcher.fetch(url).data
+        with self.downloads.slot(user.username):
+            data = self.fetcher.fetch(url).data
         return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
 
     def predict_upload(self, data: bytes, filename: str | None, top_k: int, user: User) -> PredictionOutcome:
