@@ -9,7 +9,7 @@ DATASETS ?= $(abspath ../shared/datasets/champipy)
 export CHAMPIPY_DATASET_DIR ?= $(DATASETS)/train
 export CHAMPIPY_EVAL_DIR ?= $(DATASETS)/eval
 
-.PHONY: install run test test-fast bench mongo-venv clean lint check-container check-load fuzz
+.PHONY: install run test test-fast bench mongo-venv clean lint check-container check-load fuzz audit
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChampiPy needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -73,6 +73,10 @@ check-load: install
 ## Schemathesis over the OpenAPI schema, signed in: no 5xx.
 fuzz: install
 	$(BIN)/pytest tests/ops -m fuzz -s
+
+## Hostile inputs replayed against a live server: every one a clean 4xx, no 5xx, still healthy.
+audit: install
+	$(BIN)/pytest tests/ops -m audit -s
 
 clean:
 	rm -rf $(VENV) .venv-mongo build *.egg-info

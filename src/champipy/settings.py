@@ -7,6 +7,7 @@ in-process job worker.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from typing import TYPE_CHECKING
 from pathlib import Path
@@ -86,6 +87,9 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
+    server_limit_concurrency: int = Field(0, ge=0)  # open connections before 503; 0: no limit
+    server_keep_alive_seconds: int = Field(5, ge=1)  # idle keep-alive connections are closed after
     log_level: str = "info"
 
     @field_validator("database_url", "mlflow_uri", "redis_url", "alert_webhook_url")
@@ -138,8 +142,23 @@ class Settings(BaseSettings):
         return frozenset(h.strip().lower() for h in self.fetch_allow_hosts.split(",") if h.strip())
 
     def ensure_data_dir(self) -> Path:
+        """The data dir, with the embedded SQLite databases created owner-only (0600) before
+        SQLite or MLflow opens them (their journals inherit the mode), like the secret key."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        for url in (self.resolved_database_url, self.resolved_mlflow_uri):
+            if url.startswith("sqlite:///"):
+                _owner_only(Path(url.removeprefix("sqlite:///")))
+        if not self.redis_url:
+            _owner_only(self.data_dir / "jobs.db")
         return self.data_dir
+
+
+def _owner_only(path: Path) -> None:
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        os.chmod(path, 0o600)
+    except OSError:  # not ours to change (a mounted file, another owner): leave it as it is
+        pass
 
 
 @lru_cache

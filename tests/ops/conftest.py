@@ -25,6 +25,7 @@ from support.live_server import client, live_server
 OPT_IN_MARKERS = {
     "load": "a minute of concurrent traffic against a live server (make check-load)",
     "fuzz": "schemathesis over the OpenAPI schema against a live server (make fuzz)",
+    "audit": "hostile inputs replayed against a live server (make audit)",
 }
 
 

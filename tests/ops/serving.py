@@ -92,6 +92,13 @@ def serve_process(settings: Settings, log_path: Path, timeout: float = 120.0) ->
 
     Settings travel as CHAMPIPY_* variables; stderr (the JSON log) goes to ``log_path``.
     """
+    with serve_process_and_pid(settings, log_path, timeout) as (url, _pid):
+        yield url
+
+
+@contextmanager
+def serve_process_and_pid(settings: Settings, log_path: Path, timeout: float = 120.0) -> Iterator[tuple[str, int]]:
+    """``serve_process``, also giving the server's process id (to read its memory in /proc)."""
     import os
     import subprocess
     import sys
@@ -122,6 +129,6 @@ def serve_process(settings: Settings, log_path: Path, timeout: float = 120.0) ->
             if time.monotonic() > deadline:
                 raise RuntimeError(f"champipy serve loaded no model in {timeout} s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
-        yield url
+        yield url, process.pid
     finally:
         stop_process(process, timeout=15)

@@ -150,6 +150,9 @@ def test_mlflow_server_down_keeps_the_serving_model(tmp_path, trained_registry, 
             assert model["loaded"] is True and model["version"] == version
             fresh = upload(c, variant(photo, rng))
             assert fresh.status_code == 200 and fresh.json()["model"]["version"] == version
+        assert model["last_error"].startswith("cannot read the registry")
+        host_and_port = url.split("://", 1)[1].rstrip("/")
+        assert host_and_port not in c.get("/status").text, "the public /status names no internal host"
 
 
 # --- a corrupt model ----------------------------------------------------------------------------

@@ -33,6 +33,12 @@ def serve(
             port=port or settings.port,
             log_config=None,
             access_log=False,
+            # X-Forwarded-For is believed only from the proxies named here: by default from
+            # none, so a client cannot pick the address its sign-in lockout is counted on.
+            proxy_headers=bool(settings.trusted_proxies),
+            forwarded_allow_ips=settings.trusted_proxies or None,
+            limit_concurrency=settings.server_limit_concurrency or None,
+            timeout_keep_alive=settings.server_keep_alive_seconds,
         )
     finally:
         container.close()

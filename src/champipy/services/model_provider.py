@@ -80,7 +80,8 @@ class ModelProvider:
             try:
                 version = self.registry.alias_version(self.alias)
             except Exception as exc:  # registry down: keep serving what we have
-                self.last_error = f"cannot read the registry: {exc}"
+                # /status is public: the exception text (it can name internal hosts) goes to the log only.
+                self.last_error = f"cannot read the registry ({type(exc).__name__}; details in the server log)"
                 log.warning("model registry unreachable; keeping the serving model: %s", exc)
                 return False
             if self.last_error and self.last_error.startswith("cannot read the registry"):
@@ -96,7 +97,7 @@ class ModelProvider:
                 self._warm_up(classifier)
             except Exception as exc:
                 self._failed_versions[version] = str(exc)
-                self.last_error = f"version {version} failed to load: {exc}"
+                self.last_error = f"version {version} failed to load ({type(exc).__name__}; details in the server log)"
                 log.error("model version %s failed to load; the serving model stays: %s", version, exc)
                 return False
             previous = self._serving
