@@ -67,3 +67,24 @@ def test_a_token_of_a_user_disabled_elsewhere_is_refused(api_settings, accounts)
                 assert bearer.get("/user").status_code == 401
     finally:
         store.close()
+
+
+def test_a_token_cannot_create_a_token(api, accounts):
+    """A child token would survive its parent's revocation: only a password or a session mint one."""
+    with client(api, auth=accounts["user"].auth) as c:
+        token = c.post("/tokens", json={"name": "parent"}).json()["token"]
+    with client(api, headers={"Authorization": f"Bearer {token}"}) as bearer:
+        child = bearer.post("/tokens", json={"name": "child"})
+        names = [t["name"] for t in bearer.get("/tokens").json()]
+    assert child.status_code == 403 and child.json()["error"] == "forbidden"
+    assert names == ["parent"]
+
+
+def test_metrics_can_require_a_token(tmp_path, accounts, api_settings):
+    settings = api_settings.model_copy(update={"metrics_token": "scrape-secret"})
+    with live_server(create_app(settings)) as base_url, client(base_url) as c:
+        anonymous = c.get("/metrics")
+        wrong = c.get("/metrics", headers={"Authorization": "Bearer nope"})
+        scraper = c.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
+    assert anonymous.status_code == 401 and wrong.status_code == 401
+    assert scraper.status_code == 200 and "champipy_http_requests_total" in scraper.text

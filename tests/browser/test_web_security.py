@@ -311,3 +311,26 @@ def test_processes_starting_together_agree_on_one_key(tmp_path):
         thread.join()
     assert len(keys) == 8 and len(set(keys)) == 1
     assert [p.name for p in (tmp_path / "data").iterdir()] == [SECRET_FILE]  # no temporary file left
+
+
+def test_sign_out_ends_the_session_on_the_server_even_for_a_copied_cookie(web_server):
+    with signed_in(web_server.url, web_server.user) as (http, csrf), \
+            signed_in(web_server.url, web_server.user) as (other_tab, other_csrf):
+        copied = http.cookies[SESSION_COOKIE]
+        assert http.post("/logout", data={"csrf_token": csrf}).status_code == 303
+        with client(web_server.url, cookies={SESSION_COOKIE: copied}) as thief:
+            stolen = thief.get("/user", headers={"X-CSRF-Token": csrf})
+        elsewhere = other_tab.get("/user", headers={"X-CSRF-Token": other_csrf})
+    assert stolen.status_code == 401, "a cookie copied before sign-out no longer works"
+    assert elsewhere.status_code == 401, "sign-out ends the user's other sessions too"
+    with signed_in(web_server.url, web_server.user) as (again, again_csrf):
+        assert again.get("/user", headers={"X-CSRF-Token": again_csrf}).status_code == 200
+
+
+def test_a_utf8_password_signs_in_on_the_form(web_server):
+    set_password(web_server.store, web_server.user.username, "pässwörd123")
+    with client(web_server.url) as http:
+        form = http.get("/")
+        answer = http.post("/login", data={"username": web_server.user.username, "password": "pässwörd123",
+                                           "csrf_token": login_token(form.text), "next": "/"})
+    assert answer.status_code == 303

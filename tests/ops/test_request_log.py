@@ -120,3 +120,23 @@ def test_the_access_line_names_the_user_once_known(plain_app, json_log):
         anonymous = c.get("/status").headers["x-request-id"]
         assert "user" not in _access_line(json_log, anonymous)
     assert line["user"] == "alice"
+
+
+def test_a_client_that_leaves_mid_upload_is_one_info_line_not_a_traceback(plain_app, plain_account, json_log):
+    import base64
+    import socket
+
+    credentials = base64.b64encode(f"{plain_account.username}:{plain_account.password}".encode()).decode()
+    with live_server(plain_app) as base_url:
+        host, port = base_url.removeprefix("http://").split(":")
+        for _ in range(3):
+            with socket.create_connection((host, int(port))) as raw:
+                raw.sendall(
+                    b"POST /predictions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + credentials.encode()
+                    + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
+                    + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + b"x" * 1000)
+        wait_until(lambda: len([r for r in json_log.records() if "(499)" in r.get("message", "")]) == 3,
+                   what="three 499 lines")
+    records = json_log.records()
+    assert not [r for r in records if r["level"] in ("error", "critical") or r.get("exception")], records
+    assert all(r["status"] == 499 for r in json_log.access() if r["path"] == "/predictions")

@@ -23,6 +23,7 @@ Each app has its own ``CollectorRegistry``, so tests can build several apps in o
 
 from __future__ import annotations
 
+import hmac
 import logging
 import threading
 import time
@@ -32,6 +33,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..errors import Unauthorized
 
 from ..store.base import JobState
 
@@ -217,9 +220,15 @@ class MetricsMiddleware:
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response, summary="Prometheus metrics (text format; public)",
+@router.get("/metrics", response_class=Response,
+            summary="Prometheus metrics (text format; public unless CHAMPIPY_METRICS_TOKEN is set)",
             responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
 def metrics(request: Request) -> Response:
+    expected = request.app.state.container.settings.metrics_token
+    if expected:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise Unauthorized("/metrics needs Authorization: Bearer with CHAMPIPY_METRICS_TOKEN.")
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 

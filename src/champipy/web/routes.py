@@ -167,7 +167,7 @@ async def sign_in(request: Request, container: ContainerDep, sessions: SessionsD
     except RetryLater as exc:  # locked (429) or too many sign-ins being checked (503)
         return _sign_in_page(request, sessions, next_page=next_page, username=username, status=exc.status,
                              error=exc.detail, headers={"Retry-After": str(exc.retry_after)})
-    cookie, _ = sessions.issue(user)
+    cookie, _ = sessions.issue(user, container.store)
     response = _redirect(request, next_page)
     response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE, path=_root(request) or "/",
                         httponly=True, samesite="lax", secure=_is_https(request))
@@ -184,6 +184,8 @@ async def sign_out(request: Request, container: ContainerDep, sessions: Sessions
         context = _page_context(*signed_in, sessions) if signed_in else {}
         return render(request, "error.html", 403, **context, title="Sign-out refused",
                       message="The sign-out request did not come from this site's page. Reload and try again.")
+    if session is not None and await run_in_threadpool(sessions.user, session, container.store) is not None:
+        await run_in_threadpool(sessions.end_all, session.username, container.store)
     response = _redirect(request, "/")
     response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/", httponly=True, samesite="lax",
                            secure=_is_https(request))

@@ -103,6 +103,11 @@ class Session:
     username: str
     session_id: str
     password_fingerprint: str
+    generation: str = "0"  # the user's session generation when it was issued; logout moves it on
+
+
+def _generation_key(username: str) -> str:
+    return f"session_generation:{username}"
 
 
 class SessionManager:
@@ -130,13 +135,23 @@ class SessionManager:
         return URLSafeTimedSerializer(self.key, salt=salt)
 
     # --- sessions --------------------------------------------------------------------------
-    def issue(self, user: User) -> tuple[str, Session]:
+    def issue(self, user: User, store: Store) -> tuple[str, Session]:
         """A new session (a new id at every sign-in) and its signed cookie value."""
-        session = Session(user.username, secrets.token_urlsafe(18), self._fingerprint(user))
+        session = Session(user.username, secrets.token_urlsafe(18), self._fingerprint(user),
+                          self._generation(user.username, store))
         value = self._serializer("champipy.session").dumps(
-            {"u": session.username, "s": session.session_id, "p": session.password_fingerprint}
+            {"u": session.username, "s": session.session_id, "p": session.password_fingerprint,
+             "g": session.generation}
         )
         return value, session
+
+    def end_all(self, username: str, store: Store) -> None:
+        """Sign out: every session cookie of the user stops working, a copied one included."""
+        store.set_parameter(_generation_key(username), secrets.token_hex(8))
+
+    @staticmethod
+    def _generation(username: str, store: Store) -> str:
+        return store.get_parameter(_generation_key(username)) or "0"
 
     def read(self, cookie: str | None) -> Session | None:
         """The session in a cookie whose signature and age are valid, else None."""
@@ -148,7 +163,8 @@ class SessionManager:
             return None
         if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in "usp"):
             return None
-        return Session(data["u"], data["s"], data["p"])
+        generation = data.get("g", "0")
+        return Session(data["u"], data["s"], data["p"], generation if isinstance(generation, str) else "")
 
     def user(self, session: Session | None, store: Store) -> User | None:
         """The session's user while it exists, is enabled and keeps the same password."""
@@ -159,6 +175,8 @@ class SessionManager:
             return None
         if not hmac.compare_digest(self._fingerprint(user), session.password_fingerprint):
             return None
+        if not hmac.compare_digest(self._generation(user.username, store), session.generation):
+            return None  # signed out since
         return user
 
     def _fingerprint(self, user: User) -> str:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
+from ...errors import Forbidden
 from ...services import users
 from ..deps import ContainerDep, CurrentUser, StoreDep
 from ..schemas import IssuedTokenOut, TokenIn, TokenOut
@@ -12,7 +13,11 @@ router = APIRouter(prefix="/tokens", tags=["tokens"])
 
 
 @router.post("", status_code=201, response_model=IssuedTokenOut, summary="Create an API token (shown once)")
-def create_token(body: TokenIn, user: CurrentUser, store: StoreDep) -> IssuedTokenOut:
+def create_token(body: TokenIn, request: Request, user: CurrentUser, store: StoreDep) -> IssuedTokenOut:
+    # A token made with a token would outlive its parent's revocation: a stolen token must
+    # not be able to mint itself a successor.
+    if request.headers.get("authorization", "").partition(" ")[0].lower() == "bearer":
+        raise Forbidden("Create an API token with your password or a signed-in session, not with another token.")
     issued = users.create_token(store, user.username, body.name)
     return IssuedTokenOut(token=issued.token, **TokenOut.from_record(issued.record).model_dump())
 
