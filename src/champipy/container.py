@@ -72,6 +72,7 @@ def _add_serving(container: Container) -> None:
     from .registry import Registry
     from .services.model_provider import ModelProvider
     from .services.predict import PredictionService
+    from .services.quota import DailyQuota
     from .services.spool import ImageSpool
 
     settings = container.settings
@@ -84,9 +85,9 @@ def _add_serving(container: Container) -> None:
         poll_seconds=settings.model_poll_seconds,
     )
     fetcher = SafeFetcher(settings)
-    container.predictor = PredictionService(
-        settings, container.store, container.models, fetcher, ImageSpool(settings.data_dir / "spool")
-    )
+    spool = ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
+    quota = DailyQuota(throttle_storage(settings.redis_url), settings.daily_predictions_per_user)
+    container.predictor = PredictionService(settings, container.store, container.models, fetcher, spool, quota)
     container.on_close(fetcher.close)
 
 

@@ -78,6 +78,10 @@ class TooManyAttempts(RetryLater):
     code, status = "too_many_attempts", 429
 
 
+class QuotaExceeded(RetryLater):
+    code, status = "quota_exceeded", 429
+
+
 class TooManyFetches(RetryLater):
     code, status = "too_many_fetches", 429
 

@@ -93,6 +93,19 @@ def _check_size(width: int, height: int, limits: ImageLimits) -> None:
         )
 
 
+def bounded_copy(data: bytes, image: Image.Image, max_side: int = 1024, max_bytes: int = 2 * 1024 * 1024) -> bytes:
+    """The bytes to keep of a photo: the original when it is at most ``max_side`` px and
+    ``max_bytes`` long (every training photo is), else ``image`` (decoded RGB) shrunk to fit and
+    re-encoded as a JPEG. The model reads 260 px; kept photos need not cost 15 MB each."""
+    if max(image.size) <= max_side and len(data) <= max_bytes:
+        return data
+    copy = image.copy()
+    copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    copy.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """Upright RGB: applies a pending EXIF orientation, composites transparency on white."""
     if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:

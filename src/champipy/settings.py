@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     max_image_aspect_ratio: float = Field(20.0, ge=1.0)  # long side / short side
     min_image_side: int = Field(16, ge=1)
     max_upload_bytes: int = Field(15 * 1024 * 1024, ge=1024)
+    kept_image_max_side: int = Field(1024, ge=64)  # photos kept for training are shrunk to this
+    spool_max_files: int = Field(2000, ge=1)  # uncertain photos kept for later feedback ...
+    spool_max_bytes: int = Field(200 * 1024 * 1024, ge=1024)  # ... and their bytes at most
+    daily_predictions_per_user: int = Field(0, ge=0)  # predictions a user may ask a day; 0: no limit
 
     # Serving.
     model_poll_seconds: float = Field(10.0, gt=0)

@@ -28,3 +28,15 @@ def test_files_written_by_another_process_count_towards_the_bound(tmp_path):
         os.utime(folder / sha, ns=(age * 10**9, age * 10**9))
     # each process re-lists the folder when its own count reaches the cap, and then sees all files
     assert sorted(p.name for p in folder.iterdir()) == sorted(shas[-4:])
+
+
+def test_the_spool_keeps_at_most_max_bytes_dropping_the_oldest(tmp_path):
+    """2,000 files of 15 MB each would be 30 GB: the byte cap bounds the folder whatever the count."""
+    folder = tmp_path / "spool"
+    spool = ImageSpool(folder, max_files=1000, max_bytes=10_000)
+    shas = [hashlib.sha256(bytes([i])).hexdigest() for i in range(8)]
+    for age, sha in enumerate(shas):
+        spool.put(sha, b"x" * 3000)
+        os.utime(folder / sha, ns=(age * 10**9, age * 10**9))
+        assert sum(p.stat().st_size for p in folder.iterdir()) <= 10_000
+    assert sorted(p.name for p in folder.iterdir()) == sorted(shas[-3:])

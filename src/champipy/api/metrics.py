@@ -128,10 +128,9 @@ class _StateCollector:
 
     @staticmethod
     def _admission(container):
-        predictor = getattr(container, "predictor", None)
-        if predictor is None:
+        gate = getattr(getattr(container, "predictor", None), "admission", None)
+        if gate is None:
             return
-        gate = predictor.admission
         yield GaugeMetricFamily("champipy_predictions_pending", "Predictions being computed now.", value=gate.pending)
         yield GaugeMetricFamily("champipy_predictions_pending_limit",
                                 "Predictions computed at once before 503 (CHAMPIPY_MAX_PENDING_PREDICTIONS).",
@@ -141,7 +140,9 @@ class _StateCollector:
 
     @staticmethod
     def _sign_ins(container):
-        throttle = container.authenticator.throttle
+        throttle = getattr(getattr(container, "authenticator", None), "throttle", None)
+        if throttle is None:
+            return
         yield CounterMetricFamily("champipy_login_lockouts", "(user, address) pairs locked after failed sign-ins.",
                                   value=throttle.lockouts)
         yield CounterMetricFamily("champipy_login_delays",

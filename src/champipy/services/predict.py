@@ -19,12 +19,13 @@ from datetime import timedelta
 import numpy as np
 
 from ..errors import Conflict, InvalidInput, NotFound
-from ..images import decode_image, sha256_hex
+from ..images import bounded_copy, decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
 from .admission import AdmissionGate, PerUserLimit
 from .model_provider import ModelProvider, ServingModel
 from .recent_results import RecentResults
+from .quota import DailyQuota
 from .spool import ImageSpool
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,10 @@ class _KeyedLocks:
 class PredictionService:
     observer = None  # set by the API (api/metrics.py) to count predictions
 
-    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher, spool: ImageSpool):
+    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher, spool: ImageSpool,
+                 quota: DailyQuota | None = None):
         self.settings = settings
+        self.quota = quota
         self.store = store
         self.models = models
         self.fetcher = fetcher
@@ -74,6 +77,7 @@ class PredictionService:
     def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
         model = self.models.current()
         top_k = self._check_top_k(top_k, model)
+        self._spend_quota(user)
         url = url.strip()
         since = utcnow() - timedelta(seconds=self.settings.url_cache_ttl_seconds)
         known_sha = self.store.find_recent_url_image(url, since) if self.settings.url_cache_ttl_seconds else None
@@ -90,6 +94,7 @@ class PredictionService:
         top_k = self._check_top_k(top_k, model)
         if not data:
             raise InvalidInput("The uploaded file is empty.")
+        self._spend_quota(user)
         return self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
 
     def feedback(self, prediction_id: str, species: str, user: User) -> Prediction:
@@ -105,7 +110,7 @@ class PredictionService:
         if self.store.get_image(sha) is not None:
             self.store.set_image_label(sha, species, LabelSource.CONFIRMED)
         else:
-            data = self.spool.get(sha) or self._refetch(prediction)
+            data = self.spool.get(sha) or self._refetch_bounded(prediction)
             if data is None:
                 raise Conflict("The image of this prediction is no longer available; upload it again.")
             self.store.add_image(NewImage(
@@ -116,6 +121,10 @@ class PredictionService:
         return self.store.set_feedback(prediction_id, species, user.username)
 
     # --- internals ---------------------------------------------------------------------
+    def _spend_quota(self, user: User) -> None:
+        if self.quota is not None:
+            self.quota.spend(user.username)
+
     def _check_top_k(self, top_k: int, model: ServingModel) -> int:
         n = len(model.classifier.labels)
         if not 1 <= top_k <= n:
@@ -144,7 +153,8 @@ class PredictionService:
                 filename=filename, cached=False, latency_ms=(time.perf_counter() - started) * 1000,
             ))
             self.recent.remember_results(sha, model.version, results)
-        kept = self._keep_for_training(data, prediction, user)
+        kept = self._keep_for_training(bounded_copy(data, decoded.image, self.settings.kept_image_max_side),
+                                       prediction, user)
         return self._outcome(prediction, top_k, kept)
 
     def _known_results(self, sha: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
@@ -197,6 +207,13 @@ class PredictionService:
         if self.observer is not None:
             self.observer.on_prediction(prediction)
         return PredictionOutcome(prediction=prediction, top_k=top_k, kept_for_training=kept, uncertain=uncertain)
+
+    def _refetch_bounded(self, prediction: Prediction) -> bytes | None:
+        data = self._refetch(prediction)
+        if data is None:
+            return None
+        return bounded_copy(data, decode_image(data, self.settings.image_limits).image,
+                            self.settings.kept_image_max_side)
 
     def _refetch(self, prediction: Prediction) -> bytes | None:
         if not prediction.source_url:

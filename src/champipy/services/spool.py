@@ -1,4 +1,4 @@
-"""A bounded folder of recent images that were not kept for training.
+"""A folder of recent images that were not kept for training, bounded in files and bytes.
 
 An expert may confirm or correct the label of any prediction, including uncertain ones
 whose image the store did not keep; the spool keeps those bytes for a while so the
@@ -16,11 +16,13 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ImageSpool:
-    def __init__(self, directory: Path, max_files: int = 2000):
+    def __init__(self, directory: Path, max_files: int = 2000, max_bytes: int = 200 * 1024 * 1024):
         self.directory = directory
         self.max_files = max_files
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._count: int | None = None  # files here, as far as this process knows
+        self._bytes = 0  # and their size
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, sha256: str) -> Path:
@@ -35,7 +37,7 @@ class ImageSpool:
         tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        self._trim()
+        self._trim(len(data))
 
     def get(self, sha256: str) -> bytes | None:
         try:
@@ -43,16 +45,27 @@ class ImageSpool:
         except (FileNotFoundError, ValueError):
             return None
 
-    def _trim(self) -> None:
+    def _trim(self, added_bytes: int) -> None:
         # Listing the folder costs a few ms at 2000 files, so it happens only when this
-        # process's count says the cap may be reached (other processes' files are seen then).
+        # process's counts say a cap may be reached (other processes' files are seen then).
         with self._lock:
-            if self._count is not None and self._count < self.max_files:
+            if (self._count is not None and self._count < self.max_files
+                    and self._bytes + added_bytes <= self.max_bytes):
                 self._count += 1
+                self._bytes += added_bytes
                 return
-            files = [p for p in self.directory.iterdir() if _SHA256.match(p.name)]
-            if len(files) > self.max_files:
-                files.sort(key=lambda p: p.stat().st_mtime)
-                for old in files[: len(files) - self.max_files]:
-                    old.unlink(missing_ok=True)
-            self._count = min(len(files), self.max_files)
+            files = []
+            for path in self.directory.iterdir():
+                if _SHA256.match(path.name):
+                    try:
+                        stat = path.stat()
+                    except FileNotFoundError:  # trimmed by another process meanwhile
+                        continue
+                    files.append((stat.st_mtime, stat.st_size, path))
+            files.sort()
+            total = sum(size for _, size, _ in files)
+            while files and (len(files) > self.max_files or total > self.max_bytes):
+                _, size, oldest = files.pop(0)
+                oldest.unlink(missing_ok=True)
+                total -= size
+            self._count, self._bytes = len(files), total
