@@ -126,7 +126,7 @@ def unauthenticated(user_name: str) -> list[tuple[str, dict]]:
         ("basic 10k user name", {"method": "GET", "url": "/user", "headers": basic(b"u" * 10_000 + b":pw")}),
         ("basic sql user name", {"method": "GET", "url": "/user", "headers": basic(b"admin' OR 1=1--:x")}),
         ("basic mongo user name", {"method": "GET", "url": "/user", "headers": basic(b'{"$ne": null}:x')}),
-        ("bearer garbage", {"method": "GET", "url": "/user", "headers": {"Authorization": "Bearer \x7f\x00"}}),
+        ("bearer garbage", {"method": "GET", "url": "/user", "headers": {"Authorization": "Bearer ../../{}'\"<x>"}}),
         ("bearer unknown", {"method": "GET", "url": "/user",
                             "headers": {"Authorization": "Bearer champi_" + "A" * 43}}),
         ("unknown scheme", {"method": "GET", "url": "/user", "headers": {"Authorization": "Digest x"}}),
