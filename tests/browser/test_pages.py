@@ -65,3 +65,17 @@ def test_pages_fit_the_screen(web_server, open_page, viewport):
     assert_fits_width(page)
     assert page.locator("#drop-zone").is_visible() and page.locator("#photo-url").is_visible()
     w.assert_clean()
+
+
+def test_the_api_docs_render_from_our_own_assets_under_a_strict_policy(web_server, open_page):
+    w = open_page(web_server.url)
+    outside: list[str] = []
+    w.page.on("request", lambda request: None if request.url.startswith(web_server.url) else outside.append(request.url))
+    answer = w.page.goto("/docs")
+    policy = answer.headers["content-security-policy"]
+    assert "script-src 'self' 'sha256-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]
+    w.page.wait_for_selector(".opblock-summary-path")  # swagger-ui ran and read /openapi.json
+    paths = w.page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/predictions" in paths and "/status" in paths
+    assert outside == [], f"the docs page reached beyond this server: {outside}"
+    w.assert_clean()  # a CSP violation would be a console error

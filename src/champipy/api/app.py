@@ -11,6 +11,7 @@ from ..container import Container, build_server_container
 from ..settings import Settings, get_settings
 from ..web import install_web
 from .body_limit import BodyLimitMiddleware
+from .docs import install_docs
 from .errors import install_error_handlers
 from .metrics import install_metrics
 from .request_log import RequestLogMiddleware
@@ -40,11 +41,14 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         version=__version__,
         description="Identify mushroom species from a photo.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, without a CDN
+        redoc_url=None,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
     for module in (general, tokens, predictions, admin):
         app.include_router(module.router)
+    install_docs(app)  # /docs from packaged assets, under a strict CSP
     install_web(app, settings)  # the user page, the admin dashboard, /static
     install_metrics(app)  # GET /metrics, per-route request counts and latencies
     app.add_middleware(RequestLogMiddleware)  # outermost: request id, access log, 500s
