@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime, timedelta, timezone
 
 from champipy.api.app import create_app
 from champipy.store import open_store
@@ -88,3 +89,30 @@ def test_metrics_can_require_a_token(tmp_path, accounts, api_settings):
         scraper = c.get("/metrics", headers={"Authorization": "Bearer scrape-secret"})
     assert anonymous.status_code == 401 and wrong.status_code == 401
     assert scraper.status_code == 200 and "champipy_http_requests_total" in scraper.text
+
+
+def test_a_token_can_expire(api, accounts, api_settings):
+    with client(api, auth=accounts["user"].auth) as c:
+        created = c.post("/tokens", json={"name": "ci", "expires_in_days": 30})
+        never = c.post("/tokens", json={"name": "laptop"})
+        invalid = c.post("/tokens", json={"name": "bad", "expires_in_days": 0})
+    assert created.status_code == 201 and never.status_code == 201 and invalid.status_code == 422
+    expires_at = datetime.fromisoformat(created.json()["expires_at"])
+    assert timedelta(days=29, hours=23) < expires_at - datetime.now(timezone.utc) <= timedelta(days=30)
+    assert never.json()["expires_at"] is None
+
+    from champipy.passwords import hash_api_token, new_api_token
+
+    store = open_store(api_settings.resolved_database_url)
+    try:  # one that expired a second ago, as the store would hold it after 30 days
+        expired = new_api_token()
+        store.add_token(accounts["user"].username, "old", hash_api_token(expired),
+                        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+    finally:
+        store.close()
+    with client(api, headers={"Authorization": f"Bearer {expired}"}) as c:
+        answer = c.get("/user")
+    with client(api, headers={"Authorization": f"Bearer {created.json()['token']}"}) as c:
+        fresh = c.get("/user")
+    assert answer.status_code == 401 and "expired" in answer.json()["detail"]
+    assert fresh.status_code == 200

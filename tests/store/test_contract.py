@@ -148,6 +148,16 @@ def test_token_is_found_by_its_hash(store: Store):
     assert store.get_token_by_hash("b" * 64) is None
 
 
+def test_a_token_keeps_its_expiry_and_none_means_until_revoked(store: Store):
+    expiry = datetime(2031, 5, 17, 8, 30, tzinfo=timezone.utc)
+    expiring = store.add_token("alice", "ci", "c" * 64, expires_at=expiry)
+    lasting = store.add_token("alice", "laptop", "d" * 64)
+    assert store.get_token_by_hash("c" * 64).expires_at == expiry
+    assert store.get_token_by_hash("d" * 64).expires_at is None
+    assert expiring.is_expired(expiry) and not expiring.is_expired(expiry - timedelta(seconds=1))
+    assert not lasting.is_expired(expiry)
+
+
 def test_a_token_hash_is_unique(store: Store):
     store.add_token("alice", "laptop", "a" * 64)
     with pytest.raises(Conflict):

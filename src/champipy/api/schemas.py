@@ -37,6 +37,7 @@ class UserOut(BaseModel):
 
 class TokenIn(BaseModel):
     name: str = Field("api", max_length=100)
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token valid until revoked")
 
 
 class TokenOut(BaseModel):
@@ -44,10 +45,12 @@ class TokenOut(BaseModel):
     name: str
     created_at: datetime
     revoked: bool
+    expires_at: datetime | None = None
 
     @classmethod
     def from_record(cls, record: ApiToken) -> TokenOut:
-        return cls(id=record.id, name=record.name, created_at=record.created_at, revoked=record.revoked)
+        return cls(id=record.id, name=record.name, created_at=record.created_at, revoked=record.revoked,
+                   expires_at=record.expires_at)
 
 
 class IssuedTokenOut(TokenOut):

@@ -10,10 +10,11 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ..errors import Busy, Conflict, InvalidInput, NotFound, Unauthorized
 from ..passwords import hash_api_token, hash_password, new_api_token, verify_password
-from ..store.base import ApiToken, Role, Store, User
+from ..store.base import ApiToken, Role, Store, User, utcnow
 from .login_throttle import LoginThrottle
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -81,12 +82,13 @@ class IssuedToken:
     record: ApiToken
 
 
-def create_token(store: Store, username: str, name: str) -> IssuedToken:
+def create_token(store: Store, username: str, name: str, *, expires_in_days: int | None = None) -> IssuedToken:
     name = name.strip() or "api"
     if len(name) > 100:
         raise InvalidInput("A token name has at most 100 characters.")
+    expires_at = utcnow() + timedelta(days=expires_in_days) if expires_in_days else None
     token = new_api_token()
-    return IssuedToken(token=token, record=store.add_token(username, name, hash_api_token(token)))
+    return IssuedToken(token=token, record=store.add_token(username, name, hash_api_token(token), expires_at))
 
 
 def revoke_token(store: Store, username: str, token_id: str) -> None:
@@ -161,6 +163,8 @@ class Authenticator:
         record = self.store.get_token_by_hash(token_hash)
         if record is None or record.revoked:
             raise Unauthorized("Unknown or revoked API token.")
+        if record.is_expired(utcnow()):
+            raise Unauthorized("This API token has expired; create a new one.")
         user = self.store.get_user(record.username)
         if user is None or user.disabled:
             raise Unauthorized("Unknown or revoked API token.")
@@ -168,7 +172,10 @@ class Authenticator:
             with self._lock:
                 if len(self._token_users) > 10_000:
                     self._token_users.clear()
-                self._token_users[token_hash] = (user, time.monotonic() + self.token_cache_seconds)
+                remembered_for = self.token_cache_seconds
+                if record.expires_at is not None:  # never remembered past its expiry
+                    remembered_for = min(remembered_for, (record.expires_at - utcnow()).total_seconds())
+                self._token_users[token_hash] = (user, time.monotonic() + remembered_for)
         return user
 
     def _remembered_token_user(self, token_hash: str) -> User | None:

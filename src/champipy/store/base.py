@@ -53,6 +53,10 @@ class ApiToken:
     token_hash: str  # SHA-256 hex of the secret; the secret itself is never stored
     created_at: datetime
     revoked: bool = False
+    expires_at: datetime | None = None  # None: until revoked
+
+    def is_expired(self, now: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= now
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,8 @@ class Store(ABC):
 
     # --- API tokens ------------------------------------------------------------------
     @abstractmethod
-    def add_token(self, username: str, name: str, token_hash: str) -> ApiToken: ...
+    def add_token(self, username: str, name: str, token_hash: str,
+                  expires_at: datetime | None = None) -> ApiToken: ...
 
     @abstractmethod
     def get_token_by_hash(self, token_hash: str) -> ApiToken | None: ...

@@ -218,13 +218,15 @@ class MongoStore(Store):
         return _user(doc)
 
     # --- API tokens ------------------------------------------------------------------------
-    def add_token(self, username: str, name: str, token_hash: str) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str,
+                  expires_at: datetime | None = None) -> ApiToken:
         doc = {
             "username": username,
             "name": name,
             "token_hash": token_hash,
             "created_at": now(),
             "revoked": False,
+            "expires_at": expires_at,
         }
         with self._guard("this token already exists"):
             self._tokens.insert_one(doc)
@@ -550,6 +552,7 @@ def _token(doc: Mapping[str, Any]) -> ApiToken:
         token_hash=doc["token_hash"],
         created_at=_as_utc(doc["created_at"]),
         revoked=bool(doc.get("revoked", False)),
+        expires_at=_as_utc(doc["expires_at"]) if doc.get("expires_at") else None,
     )
 
 

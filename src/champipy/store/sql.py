@@ -234,7 +234,8 @@ class SqlStore(Store):
         return _user(row)
 
     # --- API tokens ------------------------------------------------------------------------
-    def add_token(self, username: str, name: str, token_hash: str) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str,
+                  expires_at: datetime | None = None) -> ApiToken:
         row = ApiTokenRow(
             id=new_id(),
             username=username,
@@ -242,6 +243,7 @@ class SqlStore(Store):
             token_hash=token_hash,
             created_at=utcnow(),
             revoked=False,
+            expires_at=expires_at,
         )
         with self._writing("this token already exists") as session:
             session.add(row)
@@ -531,6 +533,7 @@ def _token(row: ApiTokenRow) -> ApiToken:
         token_hash=row.token_hash,
         created_at=row.created_at,
         revoked=row.revoked,
+        expires_at=row.expires_at,
     )
 
 

@@ -18,7 +18,7 @@ def create_token(body: TokenIn, request: Request, user: CurrentUser, store: Stor
     # not be able to mint itself a successor.
     if request.headers.get("authorization", "").partition(" ")[0].lower() == "bearer":
         raise Forbidden("Create an API token with your password or a signed-in session, not with another token.")
-    issued = users.create_token(store, user.username, body.name)
+    issued = users.create_token(store, user.username, body.name, expires_in_days=body.expires_in_days)
     return IssuedTokenOut(token=issued.token, **TokenOut.from_record(issued.record).model_dump())
 
 
