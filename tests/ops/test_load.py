@@ -59,7 +59,9 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
     photos = [data for _, data in dataset_photos(probe, per_species=4)]
     routes = {f"/known/{i}.jpg": (200, data, "image/jpeg") for i, data in enumerate(photos)}
     with ImageServer(routes) as images:
-        settings = trained_registry.settings_for(tmp_path / "data", fetch_allow_hosts=images.host)
+        # One account stands for many users here: its downloads in flight may be as many as the clients.
+        settings = trained_registry.settings_for(tmp_path / "data", fetch_allow_hosts=images.host,
+                                                 fetch_per_user=CLIENTS)
         store = open_store(settings.resolved_database_url)
         user = make_account(store)
         with serve_process(settings, tmp_path / "serve.log") as base_url:
