@@ -150,3 +150,28 @@ def test_the_lock_is_shared_by_api_processes_through_redis(server):
     assert codes == [401] * 5
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
     assert other_address.status_code == 200
+
+
+def test_a_remembered_password_needs_no_verification_slot(tmp_path, monkeypatch):
+    """Scripts that send Basic on every call keep working while guesses fill the slots."""
+    import champipy.services.users as users_module
+
+    monkeypatch.setattr(users_module, "VERIFICATION_WAIT_SECONDS", 0.2)
+    settings = Settings(data_dir=tmp_path / "data", bootstrap_model=False)
+    settings.ensure_data_dir()
+    store = open_store(settings.resolved_database_url)
+    regular, newcomer = make_account(store), make_account(store, prefix="newcomer")
+    app = create_app(settings)
+    with live_server(app) as url, from_address(url, "127.0.0.1") as c:
+        assert c.get("/user", auth=regular.auth).status_code == 200  # verified once, remembered
+        slots = app.state.container.authenticator.verification_slots
+        held = [slots.acquire(timeout=5) for _ in range(settings.login_concurrent_verifications)]
+        try:
+            remembered = c.get("/user", auth=regular.auth)
+            fresh = c.get("/user", auth=newcomer.auth)
+        finally:
+            for _ in held:
+                slots.release()
+    store.close()
+    assert remembered.status_code == 200
+    assert fresh.status_code == 503 and fresh.json()["error"] == "busy" and "retry-after" in fresh.headers

@@ -62,6 +62,9 @@ class LoginThrottle:
         """Sign-ins this process delayed for the per-user soft limit (for /metrics)."""
         return self._delays
 
+    def is_locked(self, username: str, address: str) -> bool:
+        return not self._limiter.test(self._pair_limit, username, address)
+
     def wait_if_user_is_busy(self, username: str) -> None:
         """The soft limit: sleep before a verification slot is taken, so a delay holds none."""
         if not self._limiter.test(self._user_limit, username):

@@ -120,27 +120,30 @@ class Authenticator:
         self._token_users: dict[str, tuple[User, float]] = {}
         self._lock = threading.Lock()
         # Each argon2 verification takes 64 MiB and ~100 ms of a core: a few at a time.
-        self._verification_slots = threading.BoundedSemaphore(concurrent_verifications)
+        self.verification_slots = threading.BoundedSemaphore(concurrent_verifications)
 
     def with_password(self, username: str, password: str, client: str = "") -> User:
         if not USERNAME_PATTERN.fullmatch(username) or len(password) > MAX_PASSWORD_LENGTH:
             raise Unauthorized(WRONG_CREDENTIALS)  # cannot be an account: no store, no counter
+        fingerprint = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
+        user = self.store.get_user(username)
+        # A password verified a moment ago needs no slot: scripts that send Basic on every call
+        # must not queue behind a flood of guesses. A locked pair still takes the slow path.
+        if (user is not None and not user.disabled and self._remembered(fingerprint, user.password_hash)
+                and not self.throttle.is_locked(username, client)):
+            return user
         self.throttle.wait_if_user_is_busy(username)
-        if not self._verification_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
+        if not self.verification_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
             raise Busy("Too many sign-ins are being checked; try again in a moment.", retry_after=2)
         try:
-            return self._check_password(username, password, client)
+            return self._verify(username, password, client, fingerprint)
         finally:
-            self._verification_slots.release()
+            self.verification_slots.release()
 
-    def _check_password(self, username: str, password: str, client: str) -> User:
-        reservation = self.throttle.reserve(username, client)
+    def _verify(self, username: str, password: str, client: str, fingerprint: bytes) -> User:
+        reservation = self.throttle.reserve(username, client)  # counted before argon2 runs
         user = self.store.get_user(username)
         usable = user is not None and not user.disabled
-        fingerprint = hmac.new(self._key, f"{username}\0{password}".encode(), hashlib.sha256).digest()
-        if usable and self._remembered(fingerprint, user.password_hash):
-            self.throttle.succeeded(reservation)
-            return user
         matches, updated_hash = verify_password(password, user.password_hash if usable else _dummy_password_hash())
         if not (usable and matches):
             self.throttle.failed(reservation)
