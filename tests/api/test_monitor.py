@@ -79,3 +79,31 @@ def test_monitor_passes_on_the_real_eval_set_and_alerts_on_shuffled_labels(tmp_p
     assert len(webhook.received) == 1, "only the failing check alerts"
     assert webhook.received[0]["event"] == "model_check_failed"
     assert webhook.received[0]["accuracy"] == alarm["accuracy"]
+
+
+def test_post_monitor_alerts_like_the_cli(tmp_path, trained_registry):
+    """POST /monitor (and the dashboard's "Check now") used a path that sent no alert."""
+    from champipy.api.app import create_app
+    from champipy.store import open_store
+    from support.accounts import make_account
+    from support.live_server import client, live_server
+
+    webhook = Webhook()
+    shuffled = shuffled_copy(trained_registry.eval_dir, tmp_path / "shuffled")
+    try:
+        for eval_dir, name in ((trained_registry.eval_dir, "real"), (shuffled, "shuffled")):
+            settings = trained_registry.settings_for(tmp_path / name, eval_dir=eval_dir,
+                                                     alert_webhook_url=webhook.url)
+            store = open_store(settings.resolved_database_url)
+            admin = make_account(store, admin=True, prefix="admin")
+            with live_server(create_app(settings)) as url, client(url, auth=admin.auth) as c:
+                answer = c.post("/monitor")
+                history = c.get("/monitor/history").json()
+            store.close()
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["ok"] is (name == "real")
+            assert history[0]["accuracy"] == answer.json()["accuracy"]
+    finally:
+        webhook.close()
+    assert len(webhook.received) == 1, "only the failing check alerts"
+    assert webhook.received[0]["event"] == "model_check_failed" and webhook.received[0]["accuracy"] < 0.70

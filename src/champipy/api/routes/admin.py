@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...errors import NotFound
 from ...services import models as model_service
-from ...services import supervise
+from ...services import monitoring, supervise
 from ...store.base import JobState
 from ..deps import AdminUser, ContainerDep, StoreDep
 from ..schemas import FinetuneIn, JobOut, ModelVersionOut, RetrainIn
@@ -109,8 +109,8 @@ async def promote(version: str, admin: AdminUser, container: ContainerDep) -> Mo
 
 @router.post("/monitor", summary="Run the periodic check now (accuracy and new images against targets)")
 async def monitor(admin: AdminUser, container: ContainerDep) -> JSONResponse:
-    result = await run_in_threadpool(supervise.run_monitor, container.settings, container.store,
-                                     container.models, container.registry)
+    # The same check as the CLI and the scheduled job: history, MLflow, alert, optional retrain.
+    result = await run_in_threadpool(monitoring.check_and_alert, container)
     return JSONResponse(result.to_dict())
 
 
