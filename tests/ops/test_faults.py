@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from support.live_server import client
+from support.processes import stop_process_group
 
 from .helpers import sample, scrape, wait_until
 from .serving import dataset_photos, serve, upload, variant
@@ -109,7 +110,9 @@ def mlflow_server(tmp_path):
             self.process = subprocess.Popen(
                 [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
                  "--backend-store-uri", backend_uri, "--default-artifact-root", str(tmp_path / "mlflow-artifacts")],
-                stdout=self.log, stderr=subprocess.STDOUT)
+                # Its own process group: the server starts a job runner and Huey consumers that
+                # killing the server alone left running after the suite.
+                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
             servers.append(self)
             url = f"http://127.0.0.1:{self.port}"
 
@@ -124,14 +127,12 @@ def mlflow_server(tmp_path):
             return url
 
         def stop(self) -> None:
-            self.process.kill()
-            self.process.wait(timeout=10)
+            stop_process_group(self.process)  # also when the server itself already exited
             self.log.close()
 
     yield Server()
     for server in servers:
-        if server.process.poll() is None:
-            server.stop()
+        server.stop()
 
 
 def test_mlflow_server_down_keeps_the_serving_model(tmp_path, trained_registry, mlflow_server, monkeypatch):
