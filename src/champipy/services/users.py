@@ -136,13 +136,12 @@ class Authenticator:
         if not self.verification_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):
             raise Busy("Too many sign-ins are being checked; try again in a moment.", retry_after=2)
         try:
-            return self._verify(username, password, client, fingerprint)
+            return self._verify(user, username, password, client, fingerprint)
         finally:
             self.verification_slots.release()
 
-    def _verify(self, username: str, password: str, client: str, fingerprint: bytes) -> User:
+    def _verify(self, user: User | None, username: str, password: str, client: str, fingerprint: bytes) -> User:
         reservation = self.throttle.reserve(username, client)  # counted before argon2 runs
-        user = self.store.get_user(username)
         usable = user is not None and not user.disabled
         matches, updated_hash = verify_password(password, user.password_hash if usable else _dummy_password_hash())
         if not (usable and matches):
