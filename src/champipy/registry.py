@@ -24,8 +24,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .artifacts import (
+    META_FILE,
+    MODEL_FILE,
+    SERVING_ARTIFACTS,
+    WEIGHTS_ARTIFACTS,
+    WEIGHTS_FILE,
+)
 from .errors import NotFound
-from .model.classifier import META_FILE, MODEL_FILE
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -33,9 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-WEIGHTS_FILE = "weights.pt"
-SERVING_ARTIFACTS = "serving"
-WEIGHTS_ARTIFACTS = "torch"
 LEGACY_STAGE = "Production"  # the original project promoted with MLflow stages
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # MLflow's "no such alias/model"
 

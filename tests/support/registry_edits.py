@@ -6,8 +6,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from champipy.model.classifier import META_FILE, MODEL_FILE
-from champipy.registry import SERVING_ARTIFACTS, Registry
+from champipy.artifacts import META_FILE, MODEL_FILE, SERVING_ARTIFACTS
+from champipy.registry import Registry
 
 
 def register_copy_of(settings, version: str) -> str:

@@ -16,11 +16,9 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
+from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import InvalidInput, ModelLoadFailed
 from .preprocess import preprocess_image, preprocess_images
-
-MODEL_FILE = "model.onnx"
-META_FILE = "champipy_model.json"
 
 
 class Classifier:

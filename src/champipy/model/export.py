@@ -16,9 +16,10 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import ChampipyError
 from .backbone import SpeciesNet
-from .classifier import META_FILE, MODEL_FILE, Classifier
+from .classifier import Classifier
 from .preprocess import PREPROCESSING
 from .train import TrainedModel
 

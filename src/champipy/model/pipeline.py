@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..artifacts import SERVING_ARTIFACTS, WEIGHTS_FILE
 from ..registry import ModelVersionInfo, Registry
 from ..settings import Settings
 from .classifier import Classifier
@@ -70,8 +71,8 @@ def train_and_register(
     metrics = dict(trained.metrics)
     with tempfile.TemporaryDirectory(prefix="champipy-train-") as tmp:
         folder = Path(tmp)
-        serving_dir = export_serving_model(trained, folder / "serving")
-        weights_path = folder / "weights.pt"
+        serving_dir = export_serving_model(trained, folder / SERVING_ARTIFACTS)
+        weights_path = folder / WEIGHTS_FILE
         torch.save(trained.weights(), weights_path)
 
         images: list[Path] = []
