@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -41,6 +42,15 @@ log = logging.getLogger(__name__)
 
 LEGACY_STAGE = "Production"  # the original project promoted with MLflow stages
 _ABSENT = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")  # MLflow's "no such alias/model"
+# Where MLflow's SQL store writes down artifact locations, absolute (tables of older schemas
+# may lack some of them).
+_ARTIFACT_URI_COLUMNS = (
+    ("experiments", "artifact_location"),
+    ("runs", "artifact_uri"),
+    ("model_versions", "source"),
+    ("model_versions", "storage_location"),
+    ("logged_models", "artifact_location"),
+)
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class Registry:
 
                 if not self.settings.mlflow_uri:
                     self.settings.ensure_data_dir()
+                    follow_moved_data_dir(self.settings)
                 self._client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             return self._client
 
@@ -89,7 +100,8 @@ class Registry:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        # The local store keeps artifacts next to its database; a server chooses its own.
+        # The local store keeps artifacts next to its database (follow_moved_data_dir keeps
+        # them there when the data directory moves); a server chooses its own.
         remote = self.uri.startswith(("http://", "https://", "databricks"))
         location = None if remote else self.settings.mlflow_artifacts_dir.as_uri()
         try:
@@ -345,6 +357,56 @@ class Registry:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return target
+
+
+def follow_moved_data_dir(settings: Settings) -> int:
+    """Point the embedded MLflow store at the artifacts of the data directory it is in.
+
+    MLflow writes absolute ``file://`` URIs into its database (the experiment's artifact
+    location, each run's artifact URI, each model version's source), so a data directory that
+    was copied or moved (a restored backup, a volume mounted elsewhere) would still read and
+    write the artifacts at its old place, or fail where that place is gone. Relative locations
+    are no way out: MLflow makes them absolute when it records them. So on opening the local
+    store, every recorded location under an artifact root of ours (a folder named
+    ``mlartifacts``) that is not this data directory's is rewritten to this data directory's,
+    in one transaction; a store that was not moved costs one SELECT. Never called for a
+    configured ``CHAMPIPY_MLFLOW_URI``: a shared server's locations are its own business.
+
+    Returns how many experiments were moved."""
+    database = Path(settings.resolved_mlflow_uri.removeprefix("sqlite:///"))
+    current = settings.mlflow_artifacts_dir.as_uri()
+    if not database.is_file() or database.stat().st_size == 0:
+        return 0  # a new store: MLflow creates it, and _experiment_id records the right root
+    connection = sqlite3.connect(database, timeout=30, isolation_level=None)
+    try:
+        columns = {(table, column) for table, column in _ARTIFACT_URI_COLUMNS
+                   if any(row[1] == column for row in connection.execute(f"PRAGMA table_info({table})"))}
+        if ("experiments", "artifact_location") not in columns:
+            return 0  # not migrated yet: nothing recorded
+        connection.execute("BEGIN IMMEDIATE")  # another process may be doing the same
+        try:
+            moved = sorted({location for (location,) in connection.execute(
+                "SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
+                (f"%/{settings.mlflow_artifacts_dir.name}",)) if location != current})
+            for old in moved:
+                for table, column in sorted(columns):
+                    connection.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
+                        f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                        (current, len(old) + 1, old, len(old) + 1, f"{old}/"))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.close()
+    for old in moved:
+        log.warning("The MLflow store %s recorded its artifacts at %s: the data directory was moved "
+                    "or copied, it now uses %s.", database, old, current)
+    if moved and not settings.mlflow_artifacts_dir.is_dir():
+        log.warning("%s is missing: the registered models' artifacts did not come with the data "
+                    "directory.", settings.mlflow_artifacts_dir)
+    return len(moved)
 
 
 def _alias(alias: str) -> str:
