@@ -1,17 +1,41 @@
-"""Composition root: builds the real adapters once and hands them to the API and the CLI."""
+"""Composition root: builds the real adapters once and hands each service the parts it uses.
+
+``build_container`` gives every process the store and sign-in; ``serving=True`` adds the
+registry, the model provider, predictions, the model lifecycle, the monitor and a job runner
+(to submit jobs; ``consume_jobs_here`` also runs them in this process).
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from .services.login_throttle import LoginThrottle, throttle_storage
+from .services.prediction_events import PredictionEvents
 from .services.users import Authenticator, ensure_first_admin
 from .settings import Settings
 from .store import Store, open_store
 
+if TYPE_CHECKING:
+    from .jobs.runner import JobRunner
+    from .registry import Registry
+    from .services.lifecycle import ModelLifecycle
+    from .services.monitor import Monitor
+    from .services.predict import PredictionService
+    from .services.serving import ModelProvider
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunnerOptions:
+    """How this process's job runner talks to the queue (the worker command sets them)."""
+
+    queue_name: str | None = None  # None: the default queue
+    heartbeat_seconds: float = 10.0
+    stale_after_seconds: float = 90.0
 
 
 @dataclass
@@ -19,10 +43,14 @@ class Container:
     settings: Settings
     store: Store
     authenticator: Authenticator
-    models: object = None  # services.model_provider.ModelProvider, built on first use
-    predictor: object = None  # services.predict.PredictionService
-    registry: object = None  # registry.Registry
-    jobs: object = None  # jobs.JobRunner
+    prediction_events: PredictionEvents = field(default_factory=PredictionEvents)
+    # With serving=True:
+    registry: Registry | None = None
+    models: ModelProvider | None = None
+    predictor: PredictionService | None = None
+    jobs: JobRunner | None = None
+    lifecycle: ModelLifecycle | None = None
+    monitor: Monitor | None = None
     _starters: list[Callable[[], None]] = field(default_factory=list)
     _closers: list[Callable[[], None]] = field(default_factory=list)
 
@@ -37,7 +65,7 @@ class Container:
     def on_close(self, closer: Callable[[], None]) -> None:
         self._closers.append(closer)
 
-    def model_status(self) -> dict:
+    def model_status(self) -> dict[str, Any]:
         return self.models.status() if self.models is not None else {"loaded": False}
 
     def close(self) -> None:
@@ -49,8 +77,9 @@ class Container:
         self.store.close()
 
 
-def build_container(settings: Settings, *, serving: bool = False) -> Container:
-    """The store and auth always; with ``serving`` also the model provider and predictor."""
+def build_container(settings: Settings, *, serving: bool = False,
+                    runner_options: RunnerOptions | None = None) -> Container:
+    """The store and auth always; with ``serving`` also models, predictions and jobs."""
     settings.ensure_data_dir()
     store = open_store(settings.resolved_database_url)
     throttle = LoginThrottle(
@@ -62,23 +91,29 @@ def build_container(settings: Settings, *, serving: bool = False) -> Container:
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):
         log.info("created the first admin account 'admin' from CHAMPIPY_ADMIN_PASSWORD")
     if serving:
-        _add_serving(container)
+        _add_serving(container, runner_options or RunnerOptions())
     return container
 
 
-def _add_serving(container: Container) -> None:
+def _add_serving(container: Container, options: RunnerOptions) -> None:
+    from .alerts import post_alert
     from .fetch import SafeFetcher
+    from .jobs.handlers import register_model_jobs
+    from .jobs.queue import DEFAULT_QUEUE_NAME
+    from .jobs.wiring import create_runner
     from .model.classifier import Classifier
     from .registry import Registry
-    from .services.model_provider import ModelProvider
+    from .services.lifecycle import ModelLifecycle
+    from .services.monitor import Monitor
     from .services.predict import PredictionService
     from .services.quota import DailyQuota
+    from .services.serving import ModelProvider
     from .services.spool import ImageSpool
 
-    settings = container.settings
-    container.registry = Registry(settings)
-    container.models = ModelProvider(
-        container.registry,
+    settings, store = container.settings, container.store
+    registry = Registry(settings)
+    models = ModelProvider(
+        registry,
         lambda directory: Classifier.load(directory, threads=settings.inference_threads),
         model_name=settings.registered_model,
         alias=settings.production_alias,
@@ -87,19 +122,29 @@ def _add_serving(container: Container) -> None:
     fetcher = SafeFetcher(settings)
     spool = ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
     quota = DailyQuota(throttle_storage(settings.redis_url), settings.daily_predictions_per_user)
-    container.predictor = PredictionService(settings, container.store, container.models, fetcher, spool, quota)
+    jobs = create_runner(settings, store, queue_name=options.queue_name or DEFAULT_QUEUE_NAME,
+                         heartbeat_seconds=options.heartbeat_seconds,
+                         stale_after_seconds=options.stale_after_seconds)
+    lifecycle = ModelLifecycle(settings, store, registry, models, jobs)
+    monitor = Monitor(settings, store, models, registry, lifecycle,
+                      alert=lambda payload: post_alert(settings, payload))
+    register_model_jobs(jobs, lifecycle, monitor)
+    container.registry, container.models, container.jobs = registry, models, jobs
+    container.lifecycle, container.monitor = lifecycle, monitor
+    container.predictor = PredictionService(settings, store, models, fetcher, spool, quota,
+                                            observer=container.prediction_events)
     container.on_close(fetcher.close)
 
 
-def add_job_runner(container: Container, *, consume: bool) -> None:
-    """Jobs for the API; ``consume`` also runs them in this process (no Redis workers)."""
-    from .jobs import JobConsumer, create_runner
+def consume_jobs_here(container: Container) -> None:
+    """Run the queued jobs in this process too (no separate workers)."""
+    from .jobs import JobConsumer
 
-    container.jobs = create_runner(container.settings, container.store, container=container)
-    if consume:
-        consumer = JobConsumer(container.jobs)
-        container.on_start(consumer.start)
-        container.on_close(consumer.stop)
+    if container.jobs is None:
+        raise RuntimeError("jobs need a serving container (build_container(..., serving=True))")
+    consumer = JobConsumer(container.jobs)
+    container.on_start(consumer.start)
+    container.on_close(consumer.stop)
 
 
 def build_server_container(settings: Settings) -> Container:
@@ -107,7 +152,9 @@ def build_server_container(settings: Settings) -> Container:
     from .jobs import consumes_in_process
 
     container = build_container(settings, serving=True)
+    assert container.models is not None
     container.on_start(container.models.start)
     container.on_close(container.models.stop)
-    add_job_runner(container, consume=consumes_in_process(settings))
+    if consumes_in_process(settings):
+        consume_jobs_here(container)
     return container

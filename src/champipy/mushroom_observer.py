@@ -272,25 +272,3 @@ def _store_one(
         counts.added += 1
     else:
         counts.duplicates += 1
-
-
-def make_fetch_handler(store: Store, settings: Settings):
-    """The job handler for kind "fetch": params ``species`` (list), optional ``limit``."""
-
-    def handle_fetch(params: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        species = params.get("species") or []
-        if isinstance(species, str):
-            species = [species]
-        with MushroomObserverClient.from_settings(settings) as client:
-            summary = fetch_species(
-                store,
-                settings,
-                client,
-                list(species),
-                limit=int(params.get("limit") or 100),
-                username=params.get("username"),
-                on_progress=lambda name, current: report({"species": name, **current.totals()}),
-            )
-        return summary.as_dict()
-
-    return handle_fetch

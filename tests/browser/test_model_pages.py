@@ -16,7 +16,7 @@ from urllib.parse import quote
 import pytest
 from PIL import Image
 
-from champipy.services import supervise
+from champipy.services.monitor import MONITOR
 from champipy.store.base import JobState, LabelSource, NewImage
 from support.image_server import ImageServer
 from support.live_server import client
@@ -159,7 +159,7 @@ def _versions(server) -> list[dict]:
 def _add_checks(store, accuracies: list[float]) -> None:
     start = datetime.now(timezone.utc) - timedelta(days=7 * len(accuracies))
     for n, accuracy in enumerate(accuracies):
-        store.add_event(supervise.MONITOR, {
+        store.add_event(MONITOR, {
             "ok": accuracy >= 0.7, "accuracy": accuracy, "nb_new_img": 10 * n, "model_version": "1",
             "alerts": [] if accuracy >= 0.7 else [f"accuracy {accuracy:.3f} is below the target 0.70"],
             "checked_at": (start + timedelta(days=7 * n)).isoformat(),

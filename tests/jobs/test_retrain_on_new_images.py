@@ -10,7 +10,6 @@ import pytest
 
 from champipy.container import build_server_container
 from champipy.services.dataset_import import import_folder
-from champipy.services.monitoring import check_and_alert
 
 from .helpers import wait_for
 
@@ -33,7 +32,7 @@ def test_crossing_the_new_image_threshold_starts_a_retrain_that_promotes_only_if
         photos = copy_photos(trained_registry.dataset_dir, tmp_path / "photos", per_species=3)
         assert import_folder(container.store, photos, settings).added == 30
 
-        result = check_and_alert(container)
+        result = container.monitor.run_check()
         assert result.ok is False and result.nb_new_img == 30
         [job] = [j for j in container.store.list_jobs(limit=10) if j.kind == "retrain"]
         assert job.params == {"promote_if_better": True, "reason": "new images"}

@@ -10,13 +10,13 @@ import numpy as np
 from PIL import Image
 
 from champipy.images import sha256_hex
+from champipy.services.lifecycle import stored_examples
 from champipy.model.data import (
     Example,
     augment,
     augment_rng,
     cross_validation_folds,
     examples_from_folder,
-    examples_from_store,
     load_examples,
     manifest,
     stratified_split,
@@ -105,7 +105,7 @@ def test_store_examples_read_bytes_from_the_store(tmp_path: Path) -> None:
             Image.new("RGB", (40, 30), (i * 50, 0, 0)).save(buffer, "PNG")
             data = buffer.getvalue()
             store.add_image(NewImage(sha256_hex(data), data, label, LabelSource.CONFIRMED))
-        examples = examples_from_store(store, limit=10)
+        examples = stored_examples(store, limit=10)
         assert len(examples) == 3 and {e.source for e in examples} == {"confirmed"}
         for e in examples:
             assert sha256_hex(e.read()) == e.sha256

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 from champipy.api.app import create_app
+from champipy.services.prediction_events import PredictionEvents
 from champipy.api.metrics import Metrics
 from champipy.store.base import JobState, Prediction, SpeciesScore
 from support.live_server import client, live_server
@@ -67,15 +68,14 @@ def _prediction(cached: bool, top: float, latency_ms: float) -> Prediction:
 
 def test_predictions_cache_hits_inference_time_and_top_probability():
     metrics = Metrics()
-    predictor = SimpleNamespace(observer=None)
+    events = PredictionEvents()  # what the container gives its prediction service
     serving = SimpleNamespace(name="champipy", version="3", loaded_at=datetime.now(timezone.utc))
     store = SimpleNamespace(list_jobs=lambda limit, state: [])
-    metrics.bind(SimpleNamespace(predictor=predictor, models=SimpleNamespace(serving=serving, last_error=None),
+    metrics.bind(SimpleNamespace(prediction_events=events, models=SimpleNamespace(serving=serving, last_error=None),
                                  store=store))
-    assert predictor.observer is metrics
-    predictor.observer.on_prediction(_prediction(False, 0.93, 12.0))
-    predictor.observer.on_prediction(_prediction(False, 0.42, 30.0))
-    predictor.observer.on_prediction(_prediction(True, 0.93, 0.0))
+    events.on_prediction(_prediction(False, 0.93, 12.0))
+    events.on_prediction(_prediction(False, 0.42, 30.0))
+    events.on_prediction(_prediction(True, 0.93, 0.0))
 
     from prometheus_client.parser import text_string_to_metric_families
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -97,7 +97,8 @@ def test_a_store_failure_does_not_break_the_scrape():
         raise RuntimeError("database is down")
 
     metrics = Metrics()
-    metrics.bind(SimpleNamespace(predictor=None, models=None, store=SimpleNamespace(list_jobs=broken)))
+    metrics.bind(SimpleNamespace(prediction_events=PredictionEvents(), models=None,
+                                 store=SimpleNamespace(list_jobs=broken)))
     text = metrics.render().decode()
     assert "champipy_metrics_store_errors 1.0" in text
     assert "champipy_jobs{" not in text

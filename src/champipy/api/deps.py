@@ -11,10 +11,11 @@ from fastapi.security import HTTPBasic, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from ..container import Container
+from ..app_deps import ContainerDep
 from ..errors import Forbidden, Unauthorized
-from ..store.base import Store, User
-from .request_log import note_user
+from ..store.base import User
 from ..web.session import user_from_session_cookie
+from .request_log import note_user
 
 class _BasicForDocs(HTTPBasic):
     """Declared for the OpenAPI page only. FastAPI's own parser decodes the credentials as
@@ -29,18 +30,6 @@ _basic_doc = _BasicForDocs(auto_error=False, description="User name and password
 _bearer_doc = HTTPBearer(auto_error=False, description="API token from POST /tokens")
 
 
-async def get_container(request: Request) -> Container:  # async: no thread-pool hop
-    return request.app.state.container
-
-
-ContainerDep = Annotated[Container, Depends(get_container)]
-
-
-async def get_store(container: ContainerDep) -> Store:
-    return container.store
-
-
-StoreDep = Annotated[Store, Depends(get_store)]
 
 
 def _authorization(request: Request) -> tuple[str, str]:

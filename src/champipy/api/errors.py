@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,7 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from ..errors import ChampipyError, RetryLater, Unauthorized
+from ..errors import ChampipyError, Forbidden, RetryLater, StoreUnavailable, TooManyAttempts, Unauthorized
+from .schemas import ErrorOut
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +73,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return internal_error_response()
+
+
+def error_responses(*errors: type[ChampipyError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses=`` for the typed errors a route can answer, so /docs shows them."""
+    codes: dict[int, list[str]] = {}
+    for error in errors:
+        codes.setdefault(error.status, []).append(error.code)
+    return {status: {"model": ErrorOut, "description": "Error: " + ", ".join(sorted(set(names)))}
+            for status, names in sorted(codes.items())}
+
+
+def signed_in(*errors: type[ChampipyError]) -> dict[int | str, dict[str, Any]]:
+    """A signed-in route's errors: these plus the sign-in ones (a route's entry replaces its router's)."""
+    return error_responses(Unauthorized, TooManyAttempts, StoreUnavailable, *errors)
+
+
+def admin_only(*errors: type[ChampipyError]) -> dict[int | str, dict[str, Any]]:
+    return signed_in(Forbidden, *errors)

@@ -34,9 +34,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..container import Container
 from ..errors import Unauthorized
-
-from ..store.base import JobState
+from ..store.base import JobState, Prediction
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +74,10 @@ class Metrics:
         self.registry.register(self._state)
 
     # --- wiring ------------------------------------------------------------------------
-    def bind(self, container) -> None:
+    def bind(self, container: Container) -> None:
         """Read model and jobs from this container, and count its predictions."""
         self._state.container = container
-        if getattr(container, "predictor", None) is not None:
-            container.predictor.observer = self
+        container.prediction_events.subscribe(self)
 
     # --- events ------------------------------------------------------------------------
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -86,7 +85,7 @@ class Metrics:
         self.requests.labels(*labels).inc()
         self.request_seconds.labels(*labels).observe(seconds)
 
-    def on_prediction(self, prediction) -> None:
+    def on_prediction(self, prediction: Prediction) -> None:
         """Called by the prediction service for every answered prediction."""
         try:
             self.predictions.labels("true" if prediction.cached else "false").inc()

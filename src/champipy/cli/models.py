@@ -201,7 +201,7 @@ def _promote(settings: Settings, version: str, alias: str | None) -> Any:
     """Set the alias and record the promotion in the store (the monitor counts new images
     from that moment)."""
     from ..registry import Registry
-    from ..services.supervise import promote_version
+    from ..services.lifecycle import ModelLifecycle
 
     with open_container() as container:
-        return promote_version(settings, container.store, Registry(settings), version, alias)
+        return ModelLifecycle(settings, container.store, Registry(settings)).promote_version(version, alias)

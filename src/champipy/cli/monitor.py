@@ -15,11 +15,10 @@ console = Console()
 @app.command()
 def monitor(as_json: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
     """Check accuracy and new images against the targets; exit 1 and alert when one is crossed."""
-    from ..services.monitoring import check_and_alert
-
     with open_container(serving=True) as container:
+        assert container.models is not None and container.monitor is not None
         container.models.refresh()
-        result = check_and_alert(container)
+        result = container.monitor.run_check()
     if as_json:
         print(json.dumps(result.to_dict()))
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 from pathlib import Path
 
 import typer
@@ -21,10 +20,12 @@ def predict(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Predict the species of one photo with the production model (stored like any prediction)."""
+    from ..api.schemas import PredictionOut
     from ..store.base import User
 
     local_user = User(username=f"cli-{getpass.getuser()}", password_hash="", roles=("user",))
     with open_container(serving=True) as container:
+        assert container.models is not None and container.predictor is not None
         container.models.refresh()
         if source.startswith(("http://", "https://")):
             outcome = container.predictor.predict_url(source, top_k, local_user)
@@ -34,12 +35,8 @@ def predict(
                 raise typer.BadParameter(f"{source} is neither an http(s) URL nor a file")
             outcome = container.predictor.predict_upload(path.read_bytes(), path.name, top_k, local_user)
     p = outcome.prediction
-    if as_json:
-        print(json.dumps({
-            "id": p.id, "results": [{"species": s.species, "probability": s.probability} for s in outcome.results],
-            "model": {"name": p.model_name, "version": p.model_version}, "image_sha256": p.image_sha256,
-            "cached": p.cached, "kept_for_training": outcome.kept_for_training, "uncertain": outcome.uncertain,
-        }))
+    if as_json:  # the same document as the API's answer
+        print(PredictionOut.from_outcome(outcome).model_dump_json())
         return
     for score in outcome.results:
         console.print(f"{score.probability:6.1%}  {score.species}")

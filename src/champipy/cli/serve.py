@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 
 from . import app
+
+if TYPE_CHECKING:
+    from ..container import Container
 
 
 @app.command()
@@ -44,14 +49,15 @@ def serve(
         container.close()
 
 
-def _train_first_model_if_needed(container) -> None:
+def _train_first_model_if_needed(container: Container) -> None:
     """A bare machine's first start: train and promote a model before serving (about a minute
     or two on a laptop), so the first prediction works."""
     from ..services.bootstrap import needs_first_model, train_first_model
     from .models import training_progress
 
     settings = container.settings
+    assert container.registry is not None and container.lifecycle is not None  # a server container
     if not needs_first_model(settings, container.registry):
         return
     with training_progress(settings) as on_progress:
-        train_first_model(settings, container.store, container.registry, on_progress)
+        train_first_model(settings, container.lifecycle, on_progress)

@@ -23,23 +23,19 @@ def worker(
     ),
 ) -> None:
     """Run jobs until interrupted: Ctrl-C lets running jobs finish, SIGTERM stops at once."""
-    from ..jobs import JobConsumer, create_runner
+    from ..container import RunnerOptions
+    from ..jobs import JobConsumer
     from ..logs import configure_logging
     from ..settings import get_settings
 
     if stale_after_seconds < 3 * heartbeat_seconds:
         raise typer.BadParameter("--stale-after-seconds must be at least 3 heartbeats long")
     configure_logging(get_settings().log_level)
-    with open_container(serving=True) as container:
-        settings = container.settings
-        runner = create_runner(
-            settings,
-            container.store,
-            queue_name=queue,
-            heartbeat_seconds=heartbeat_seconds,
-            stale_after_seconds=stale_after_seconds,
-            container=container,
-        )
+    options = RunnerOptions(queue_name=queue, heartbeat_seconds=heartbeat_seconds,
+                            stale_after_seconds=stale_after_seconds)
+    with open_container(serving=True, runner_options=options) as container:
+        settings, runner = container.settings, container.jobs
+        assert runner is not None  # a serving container has a job runner
         source = "Redis" if settings.redis_url else f"SQLite ({settings.data_dir / 'jobs.db'})"
         log.info("worker consuming queue %r from %s with %d thread(s); kinds: %s",
                  queue, source, workers, ", ".join(runner.kinds))

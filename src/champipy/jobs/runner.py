@@ -60,7 +60,7 @@ class JobRunner:
 
     # --- registry --------------------------------------------------------------------
     def register(self, kind: str, handler: Handler) -> None:
-        self._handlers[kind] = handler
+        self._handlers[str(kind)] = handler  # a JobKind is stored by its plain name
 
     @property
     def kinds(self) -> list[str]:
@@ -69,6 +69,7 @@ class JobRunner:
     # --- submitting ------------------------------------------------------------------
     def submit(self, kind: str, params: dict[str, Any] | None = None, username: str | None = None) -> Job:
         """Record a QUEUED job and put its id on the queue."""
+        kind = str(kind)
         if kind not in self._handlers:
             raise InvalidInput(f"Unknown job kind {kind!r}; known kinds: {', '.join(self.kinds) or 'none'}.")
         job = self.store.add_job(kind, dict(params or {}), username)

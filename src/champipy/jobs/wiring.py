@@ -1,14 +1,14 @@
-"""The one place that knows every job kind: serve and worker processes both build it here,
-so a job submitted by one can be run by the other."""
+"""The job runner every process builds the same way (serve, worker, CLI), so a job
+submitted by one can be run by another. The composition root adds the model jobs."""
 
 from __future__ import annotations
 
 from huey import Huey
 
-from ..mushroom_observer import make_fetch_handler
-from ..services.dataset_import import make_import_handler
 from ..settings import Settings
 from ..store.base import Store
+from .handlers import register_data_jobs
+from .kinds import JobKind
 from .queue import DEFAULT_QUEUE_NAME, build_huey
 from .runner import JobRunner
 
@@ -21,35 +21,20 @@ def create_runner(
     queue_name: str = DEFAULT_QUEUE_NAME,
     heartbeat_seconds: float = 10.0,
     stale_after_seconds: float = 90.0,
-    container=None,
 ) -> JobRunner:
-    """With a serving ``container`` (registry + model provider) the model jobs are handled too."""
+    """A runner with the data jobs (import, fetch) and the monitor schedule."""
     runner = JobRunner(
         store,
         huey or build_huey(settings, queue_name),
         heartbeat_seconds=heartbeat_seconds,
         stale_after_seconds=stale_after_seconds,
     )
-    runner.register("import", make_import_handler(store, settings))
-    runner.register("fetch", make_fetch_handler(store, settings))
-    if container is not None and container.registry is not None:
-        register_model_jobs(runner, container)
+    register_data_jobs(runner, settings, store)
     if settings.monitor_cron.strip():  # empty: no periodic check in this process
-        runner.schedule("monitor", settings.monitor_cron)
+        runner.schedule(JobKind.MONITOR, settings.monitor_cron)
     return runner
 
 
 def consumes_in_process(settings: Settings) -> bool:
     """``champipy serve`` runs the consumer itself unless Redis hands jobs to workers."""
     return not settings.redis_url
-
-
-def register_model_jobs(runner: JobRunner, container) -> None:
-    from ..services.models import FINETUNE, RETRAIN, finetune_handler, retrain_handler
-    from ..services.monitoring import MONITOR_JOB, monitor_handler
-
-    settings, store, registry = container.settings, container.store, container.registry
-    follow = container.models.refresh if container.models is not None else None
-    runner.register(FINETUNE, finetune_handler(settings, store, registry, on_promoted=follow))
-    runner.register(RETRAIN, retrain_handler(settings, store, registry, on_promoted=follow))
-    runner.register(MONITOR_JOB, monitor_handler(container))

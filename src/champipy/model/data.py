@@ -17,7 +17,6 @@ from PIL import Image, ImageEnhance
 
 from ..errors import ChampipyError, InvalidInput
 from ..images import ImageLimits, decode_image, sha256_hex
-from ..store.base import Store
 from .preprocess import RESAMPLE, resize_and_crop, resize_short_side
 
 log = logging.getLogger(__name__)
@@ -48,18 +47,6 @@ def examples_from_folder(folder: Path | str) -> list[Example]:
     if not examples:
         raise InvalidInput(f"No images found in the species sub-folders of {root}.")
     return examples
-
-
-def examples_from_store(store: Store, limit: int) -> list[Example]:
-    """The store's training images (confirmed labels first, most recent first)."""
-
-    def reader(sha256: str) -> Callable[[], bytes | None]:
-        return lambda: store.get_image_bytes(sha256)
-
-    return [
-        Example(record.sha256, record.label, str(record.label_source), reader(record.sha256))
-        for record in store.training_images(limit)
-    ]
 
 
 @dataclass

@@ -9,17 +9,23 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Any
+
 from ..settings import Settings
-from . import supervise
+
+if TYPE_CHECKING:
+    from ..registry import Registry
+    from .lifecycle import ModelLifecycle
 
 log = logging.getLogger(__name__)
 
 
-def needs_first_model(settings: Settings, registry) -> bool:
+def needs_first_model(settings: Settings, registry: Registry) -> bool:
     return settings.bootstrap_model and registry.alias_version(settings.production_alias) is None
 
 
-def train_first_model(settings: Settings, store, registry, progress: Callable[[dict], None] | None = None) -> str | None:
+def train_first_model(settings: Settings, lifecycle: ModelLifecycle,
+                      progress: Callable[[dict[str, Any]], None] | None = None) -> str | None:
     """Train the default recipe on CHAMPIPY_DATASET_DIR and promote it; None when impossible."""
     dataset = settings.dataset_dir
     if dataset is None or not Path(dataset).is_dir():
@@ -37,6 +43,6 @@ def train_first_model(settings: Settings, store, registry, progress: Callable[[d
     outcome = train_and_register(settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone),
                                  progress=progress)
     version = str(outcome.version.version)
-    supervise.promote_version(settings, store, registry, version, by="first start")
+    lifecycle.promote_version(version, by="first start")
     log.info("version %s trained and promoted", version)
     return version

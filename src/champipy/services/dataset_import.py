@@ -149,24 +149,3 @@ def _import_one(
 
 def _hidden(path: Path, top: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(top).parts)
-
-
-def make_import_handler(store: Store, settings: Settings):
-    """The job handler for kind "import": params ``dir`` (default: the dataset folder),
-    optional ``username`` and ``pace_seconds``."""
-
-    def handle_import(params: dict[str, Any], report: Callable[[dict[str, Any]], None]) -> dict[str, Any]:
-        directory = params.get("dir") or settings.dataset_dir
-        if not directory:
-            raise InvalidInput("No folder given and CHAMPIPY_DATASET_DIR is not set.")
-        summary = import_folder(
-            store,
-            Path(directory),
-            settings,
-            username=params.get("username"),
-            pace_seconds=float(params.get("pace_seconds") or 0.0),
-            on_progress=lambda current: report(current.counts()),
-        )
-        return summary.as_dict()
-
-    return handle_import

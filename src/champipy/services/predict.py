@@ -23,7 +23,8 @@ from ..images import bounded_copy, decode_image, sha256_hex
 from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
 from .admission import AdmissionGate, PerUserLimit
-from .model_provider import ModelProvider, ServingModel
+from .ports import ImageFetcher, PredictionObserver
+from .serving import ModelProvider, ServingModel
 from .recent_results import RecentResults
 from .quota import DailyQuota
 from .spool import ImageSpool
@@ -58,11 +59,10 @@ class _KeyedLocks:
 
 
 class PredictionService:
-    observer = None  # set by the API (api/metrics.py) to count predictions
-
-    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher, spool: ImageSpool,
-                 quota: DailyQuota | None = None):
+    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher: ImageFetcher,
+                 spool: ImageSpool, quota: DailyQuota | None = None, observer: PredictionObserver | None = None):
         self.settings = settings
+        self.observer = observer  # told of every answered prediction (the API's metrics)
         self.quota = quota
         self.store = store
         self.models = models

@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from .. import __version__
-from ..api.deps import ContainerDep
+from ..app_deps import ContainerDep
 from ..container import Container
 from ..errors import RetryLater, Unauthorized
 from ..store.base import User

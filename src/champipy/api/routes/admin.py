@@ -3,39 +3,39 @@ the model registry, jobs and monitor routes that Bob uses to run the service."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ...errors import NotFound
-from ...services import models as model_service
-from ...services import monitoring, supervise
+from ..errors import admin_only
+from ...errors import InvalidInput, NoModel, NotFound, QueueUnavailable
+from ...services.monitor import MONITOR
 from ...store.base import JobState
-from ..deps import AdminUser, ContainerDep, StoreDep
+from ...app_deps import LifecycleDep, MonitorDep, StoreDep
+from ..deps import AdminUser
 from ..schemas import FinetuneIn, JobOut, ModelVersionOut, RetrainIn
 
-router = APIRouter(tags=["admin"])
+router = APIRouter(tags=["admin"], responses=admin_only())
 
 
-@router.get("/accuracy", summary="Evaluate the production model on the evaluation set (cached per version)")
-async def accuracy(admin: AdminUser, container: ContainerDep) -> dict:
-    return await run_in_threadpool(supervise.production_accuracy, container.settings, container.store, container.models)
+@router.get("/accuracy", responses=admin_only(InvalidInput, NoModel), summary="Evaluate the production model on the evaluation set (cached per version)")
+async def accuracy(admin: AdminUser, monitor: MonitorDep) -> dict[str, Any]:
+    return await run_in_threadpool(monitor.production_accuracy)
 
 
 @router.get("/past_pred_acc", summary="Mean top probability of the last predictions (and accuracy where experts answered)")
-def past_pred_acc(admin: AdminUser, store: StoreDep,
-                  nb_last_preds: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict:
-    return supervise.past_prediction_accuracy(store, nb_last_preds)
+def past_pred_acc(admin: AdminUser, monitor: MonitorDep,
+                  nb_last_preds: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict[str, Any]:
+    return monitor.past_prediction_accuracy(nb_last_preds)
 
 
-@router.get("/nb_new_img", summary="Images added since the version at this stage/alias was promoted")
-def nb_new_img(admin: AdminUser, container: ContainerDep,
+@router.get("/nb_new_img", responses=admin_only(InvalidInput, NotFound), summary="Images added since the version at this stage/alias was promoted")
+def nb_new_img(admin: AdminUser, monitor: MonitorDep,
                model_name: Annotated[str, Query(max_length=200)] = "champipy",
-               stage: Annotated[str, Query(max_length=64)] = "production") -> dict:
-    return supervise.new_images_since_promotion(container.settings, container.store, container.registry,
-                                                model_name, stage)
+               stage: Annotated[str, Query(max_length=64)] = "production") -> dict[str, Any]:
+    return monitor.new_images_since_promotion(model_name, stage)
 
 
 def _finetune_params(
@@ -56,28 +56,30 @@ def _finetune_params(
 
 
 @router.post("/finetune", status_code=202, response_model=JobOut,
+             responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
              summary="Start a fine-tune job on the most recent stored images (answers at once)")
-def finetune(admin: AdminUser, container: ContainerDep,
+def finetune(admin: AdminUser, lifecycle: LifecycleDep,
              params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
-    job = model_service.submit_finetune(container, params.model_dump(), admin.username)
+    job = lifecycle.submit_finetune(params.model_dump(), admin.username)
     return JobOut.from_record(job)
 
 
 @router.get("/finetune", status_code=202, response_model=JobOut, deprecated=True,
+            responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
             summary="The original's GET form of /finetune, kept for old scripts: also starts a job")
-def finetune_get(admin: AdminUser, container: ContainerDep,
+def finetune_get(admin: AdminUser, lifecycle: LifecycleDep,
                  params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
-    return finetune(admin, container, params)
+    return finetune(admin, lifecycle, params)
 
 
-@router.post("/retrain", status_code=202, response_model=JobOut,
+@router.post("/retrain", status_code=202, response_model=JobOut, responses=admin_only(QueueUnavailable),
              summary="Start a retrain job: the default recipe from ImageNet weights on the most recent stored images")
-def retrain(admin: AdminUser, container: ContainerDep,
+def retrain(admin: AdminUser, lifecycle: LifecycleDep,
             promote_if_better: Annotated[bool | None, Query()] = None,
             body: Annotated[RetrainIn | None, Body()] = None) -> JobOut:
     if promote_if_better is None:
         promote_if_better = (body or RetrainIn()).promote_if_better
-    job = model_service.submit_retrain(container, promote_if_better, admin.username)
+    job = lifecycle.submit_retrain(promote_if_better, admin.username)
     return JobOut.from_record(job)
 
 
@@ -88,7 +90,7 @@ def list_jobs(admin: AdminUser, store: StoreDep,
     return [JobOut.from_record(j) for j in store.list_jobs(limit=limit, state=state)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="One job: state, progress, result, error")
+@router.get("/jobs/{job_id}", response_model=JobOut, responses=admin_only(NotFound), summary="One job: state, progress, result, error")
 def get_job(job_id: str, admin: AdminUser, store: StoreDep) -> JobOut:
     job = store.get_job(job_id)
     if job is None:
@@ -97,24 +99,25 @@ def get_job(job_id: str, admin: AdminUser, store: StoreDep) -> JobOut:
 
 
 @router.get("/models", response_model=list[ModelVersionOut], summary="Registered versions, aliases, metrics")
-async def list_models(admin: AdminUser, container: ContainerDep) -> list[ModelVersionOut]:
-    return await run_in_threadpool(model_service.list_versions, container)
+async def list_models(admin: AdminUser, lifecycle: LifecycleDep) -> list[ModelVersionOut]:
+    versions = await run_in_threadpool(lifecycle.list_versions)
+    return [ModelVersionOut.model_validate(v) for v in versions]
 
 
-@router.post("/models/{version}/promote", response_model=ModelVersionOut,
+@router.post("/models/{version}/promote", response_model=ModelVersionOut, responses=admin_only(NotFound),
              summary="Move the production alias to this version; serving follows within seconds")
-async def promote(version: str, admin: AdminUser, container: ContainerDep) -> ModelVersionOut:
-    return await run_in_threadpool(model_service.promote, container, version, admin.username)
+async def promote(version: str, admin: AdminUser, lifecycle: LifecycleDep) -> ModelVersionOut:
+    return ModelVersionOut.model_validate(await run_in_threadpool(lifecycle.promote, version, admin.username))
 
 
-@router.post("/monitor", summary="Run the periodic check now (accuracy and new images against targets)")
-async def monitor(admin: AdminUser, container: ContainerDep) -> JSONResponse:
+@router.post("/monitor", responses=admin_only(InvalidInput), summary="Run the periodic check now (accuracy and new images against targets)")
+async def monitor(admin: AdminUser, monitor: MonitorDep) -> JSONResponse:
     # The same check as the CLI and the scheduled job: history, MLflow, alert, optional retrain.
-    result = await run_in_threadpool(monitoring.check_and_alert, container)
+    result = await run_in_threadpool(monitor.run_check)
     return JSONResponse(result.to_dict())
 
 
 @router.get("/monitor/history", summary="Results of past checks, most recent first")
 def monitor_history(admin: AdminUser, store: StoreDep,
                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
-    return [e.payload for e in store.list_events(supervise.MONITOR, limit=limit)]
+    return [e.payload for e in store.list_events(MONITOR, limit=limit)]

@@ -7,8 +7,10 @@ import asyncio
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from ..errors import signed_in
 from ... import __version__
-from ..deps import ContainerDep, CurrentUser
+from ...app_deps import ContainerDep
+from ..deps import CurrentUser
 from ..schemas import DbConnexOut, StatusOut, UserOut
 
 router = APIRouter(tags=["general"])
@@ -31,6 +33,6 @@ async def dbconnex(container: ContainerDep) -> DbConnexOut:
     return DbConnexOut(connected=connected, backend=backend)
 
 
-@router.get("/user", response_model=UserOut, summary="Who am I")
+@router.get("/user", response_model=UserOut, responses=signed_in(), summary="Who am I")
 def user(user: CurrentUser) -> UserOut:
     return UserOut(username=user.username, roles=list(user.roles), is_admin=user.is_admin)

@@ -4,25 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ...errors import InvalidInput, NotFound
-from ...services.predict import PredictionService
-from ..deps import ContainerDep, CurrentUser, StoreDep
+from ...errors import (
+    AddressNotAllowed, BadUrl, Busy, Conflict, InvalidInput, NoModel, NotFound, NotAnImage, QuotaExceeded, RemoteFailed, RemoteNotFound,
+    RemoteTimeout, TooLarge, TooManyFetches, UnsupportedImageShape,
+)
+from ..errors import signed_in
+from ...app_deps import PredictorDep, StoreDep
+from ..deps import CurrentUser
 from ..errors import describe_validation_errors
 from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
 
-router = APIRouter(prefix="/predictions", tags=["predictions"])
+router = APIRouter(prefix="/predictions", tags=["predictions"], responses=signed_in())
+_PREDICTING = signed_in(
+    InvalidInput, BadUrl, AddressNotAllowed, RemoteNotFound, TooLarge, NotAnImage, UnsupportedImageShape,
+    RemoteFailed, RemoteTimeout, QuotaExceeded, TooManyFetches, Busy, NoModel)
 
-
-async def get_predictor(container: ContainerDep) -> PredictionService:
-    return container.predictor
-
-
-PredictorDep = Annotated[PredictionService, Depends(get_predictor)]
 
 _UPLOAD_DOC = {
     "requestBody": {
@@ -44,7 +45,7 @@ _UPLOAD_DOC = {
 }
 
 
-@router.get("", response_model=PredictionOut, summary="Predict the species of the photo at a URL")
+@router.get("", response_model=PredictionOut, responses=_PREDICTING, summary="Predict the species of the photo at a URL")
 async def predict_by_url(
     user: CurrentUser,
     predictor: PredictorDep,
@@ -55,7 +56,7 @@ async def predict_by_url(
     return PredictionOut.from_outcome(outcome)
 
 
-@router.post("", response_model=PredictionOut, openapi_extra=_UPLOAD_DOC,
+@router.post("", response_model=PredictionOut, responses=_PREDICTING, openapi_extra=_UPLOAD_DOC,
              summary="Predict from a JSON body {url, top_k} or a multipart upload (field 'file')")
 async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) -> PredictionOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -84,7 +85,7 @@ def recent(user: CurrentUser, store: StoreDep,
     return [PredictionRecordOut.from_record(p) for p in store.recent_predictions(limit, username=user.username)]
 
 
-@router.get("/{prediction_id}", response_model=PredictionRecordOut, summary="One of my predictions")
+@router.get("/{prediction_id}", response_model=PredictionRecordOut, responses=signed_in(NotFound), summary="One of my predictions")
 def get_prediction(prediction_id: str, user: CurrentUser, store: StoreDep) -> PredictionRecordOut:
     prediction = store.get_prediction(prediction_id)
     if prediction is None or (prediction.username != user.username and not user.is_admin):
@@ -93,6 +94,7 @@ def get_prediction(prediction_id: str, user: CurrentUser, store: StoreDep) -> Pr
 
 
 @router.post("/{prediction_id}/feedback", response_model=PredictionRecordOut,
+             responses=signed_in(NotFound, InvalidInput, Conflict),
              summary="Confirm or correct the species of a prediction")
 def feedback(prediction_id: str, body: FeedbackIn, user: CurrentUser, predictor: PredictorDep) -> PredictionRecordOut:
     return PredictionRecordOut.from_record(predictor.feedback(prediction_id, body.species, user))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ...errors import Forbidden
+from ..errors import signed_in
+from ...errors import Forbidden, NotFound
 from ...services import users
-from ..deps import ContainerDep, CurrentUser, StoreDep
+from ...app_deps import ContainerDep, StoreDep
+from ..deps import CurrentUser
 from ..schemas import IssuedTokenOut, TokenIn, TokenOut
 
-router = APIRouter(prefix="/tokens", tags=["tokens"])
+router = APIRouter(prefix="/tokens", tags=["tokens"], responses=signed_in())
 
 
 @router.post("", status_code=201, response_model=IssuedTokenOut, summary="Create an API token (shown once)")
@@ -27,7 +29,7 @@ def list_tokens(user: CurrentUser, store: StoreDep) -> list[TokenOut]:
     return [TokenOut.from_record(t) for t in store.list_tokens(user.username)]
 
 
-@router.delete("/{token_id}", status_code=204, summary="Revoke one of my API tokens")
+@router.delete("/{token_id}", status_code=204, responses=signed_in(NotFound), summary="Revoke one of my API tokens")
 def revoke_token(token_id: str, user: CurrentUser, container: ContainerDep) -> Response:
     users.revoke_token(container.store, user.username, token_id)
     container.authenticator.forget_tokens_of(user.username)
