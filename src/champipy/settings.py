@@ -117,11 +117,12 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _known_database_scheme(self) -> Settings:
+        # The table open_store reads; importing it loads neither SQLAlchemy nor pymongo.
+        from .store.backends import backend_for, known_schemes
+
         url = self.database_url
-        if url and not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "mongodb:")):
-            raise ValueError(
-                "CHAMPIPY_DATABASE_URL must start with sqlite:///, postgresql:// or mongodb://"
-            )
+        if url and backend_for(url) is None:
+            raise ValueError(f"CHAMPIPY_DATABASE_URL must start with {known_schemes()}")
         return self
 
     @property

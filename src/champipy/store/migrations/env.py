@@ -10,6 +10,8 @@ command.revision(alembic_config('sqlite:///dev.db'), 'what changed', autogenerat
 
 from __future__ import annotations
 
+from typing import Any
+
 from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection
@@ -17,7 +19,7 @@ from sqlalchemy.engine import Connection
 from champipy.store.sql_models import Base
 
 
-def configure_and_run(**options: object) -> None:
+def configure_and_run(**options: Any) -> None:
     context.configure(target_metadata=Base.metadata, compare_type=True, **options)
     with context.begin_transaction():
         context.run_migrations()

@@ -1,0 +1,149 @@
+"""Images in MongoDB: the original's GridFS bucket ``img_store``, metadata {filename,
+classname, user} plus the fields ChampiPy adds (sha256, label_source, ...)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from bson import ObjectId
+from gridfs.errors import FileExists, NoFile
+from pymongo import DESCENDING
+from pymongo.client_session import ClientSession
+
+from ..ports import ImageRepository
+from ..records import ImageRecord, LabelSource, NewImage
+from ..rules import LABELS_BY_PRIORITY, no_image
+from .client import MongoBase, as_utc
+
+# The original stored images only when the model was confident: a missing source means that.
+LEGACY_LABEL_SOURCE = LabelSource.PREDICTED
+
+
+class MongoImages(MongoBase, ImageRepository):
+    def add_image(self, image: NewImage) -> bool:
+        with self._guard():
+            return insert_image(self, image)
+
+    def get_image(self, sha256: str) -> ImageRecord | None:
+        with self._guard():
+            doc = self._image_files.find_one({"metadata.sha256": sha256})
+        return _image(doc) if doc else None
+
+    def get_image_bytes(self, sha256: str) -> bytes | None:
+        with self._guard():
+            doc = self._image_files.find_one({"metadata.sha256": sha256}, {"_id": 1})
+            if doc is None:
+                return None
+            try:
+                data: bytes = self._images.open_download_stream(doc["_id"]).read()
+            except NoFile:
+                return None
+            return data
+
+    def set_image_label(self, sha256: str, label: str, source: LabelSource) -> None:
+        with self._guard():
+            labelled = label_image(self, sha256, label, source)
+        if not labelled:
+            raise no_image(sha256)
+
+    def count_images(self, since: datetime | None = None) -> int:
+        query = {} if since is None else {"uploadDate": {"$gte": since}}
+        with self._guard():
+            return self._image_files.count_documents(query)
+
+    def training_images(self, limit: int) -> list[ImageRecord]:
+        records: list[ImageRecord] = []
+        with self._guard():
+            for source in LABELS_BY_PRIORITY:
+                if len(records) >= limit:
+                    break
+                docs = (
+                    self._image_files.find(
+                        {"metadata.sha256": {"$exists": True}, **_label_source_filter(source)}
+                    )
+                    .sort([("uploadDate", DESCENDING), ("_id", DESCENDING)])
+                    .limit(limit - len(records))
+                )
+                records.extend(_image(doc) for doc in docs)
+        return records
+
+
+# --- also used in the feedback transaction ---------------------------------------------------
+def insert_image(base: MongoBase, image: NewImage, session: ClientSession | None = None) -> bool:
+    """Store the image once by hash; False, changing nothing, when it is already stored.
+
+    In a transaction (``session`` given), a concurrent writer of the same hash makes this
+    raise ``FileExists``, which aborts the transaction: the caller retries it.
+    """
+    metadata = {
+        "filename": image.filename,
+        "classname": image.label,
+        "user": image.username,
+        "sha256": image.sha256,
+        "label_source": LabelSource(image.label_source).value,
+        "source_url": image.source_url,
+        "license": image.license,
+        "copyright": image.copyright,
+    }
+    file_id = ObjectId()
+    if base._image_files.find_one({"metadata.sha256": image.sha256}, {"_id": 1}, session=session):
+        return False
+    try:
+        base._images.upload_from_stream_with_id(
+            file_id, image.filename or image.sha256, image.data, metadata=metadata, session=session
+        )
+    except FileExists:
+        if session is not None:
+            raise
+        # Another writer stored the same hash between our check and our insert: the
+        # unique index refused our file document, so drop the chunks written before it.
+        base._image_chunks.delete_many({"files_id": file_id})
+        return False
+    return True
+
+
+def label_image(
+    base: MongoBase,
+    sha256: str,
+    label: str,
+    source: LabelSource,
+    session: ClientSession | None = None,
+) -> bool:
+    """Relabel a stored image; False when it is not stored."""
+    result = base._image_files.update_one(
+        {"metadata.sha256": sha256},
+        {"$set": {"metadata.classname": label, "metadata.label_source": source.value}},
+        session=session,
+    )
+    return result.matched_count > 0
+
+
+# --- documents to records -----------------------------------------------------------------
+def _label_source_filter(source: LabelSource) -> dict[str, Any]:
+    if source is LEGACY_LABEL_SOURCE:
+        others = [s.value for s in LabelSource if s is not LEGACY_LABEL_SOURCE]
+        return {"metadata.label_source": {"$nin": others}}
+    return {"metadata.label_source": source.value}
+
+
+def _image(doc: Mapping[str, Any]) -> ImageRecord:
+    metadata = doc.get("metadata") or {}
+    try:
+        source = LabelSource(str(metadata.get("label_source")))
+    except ValueError:
+        source = LEGACY_LABEL_SOURCE
+    return ImageRecord(
+        sha256=metadata["sha256"],
+        label=str(metadata.get("classname") or ""),
+        label_source=source,
+        source_url=metadata.get("source_url"),
+        # GridFS's own filename is the hash when ChampiPy had no name: only a fallback.
+        filename=metadata["filename"] if "filename" in metadata else doc.get("filename"),
+        username=metadata.get("user"),
+        created_at=as_utc(doc.get("uploadDate"), doc.get("_id")),
+        size=int(doc.get("length", 0)),
+        license=metadata.get("license"),
+        copyright=metadata.get("copyright"),
+    )

@@ -1,0 +1,113 @@
+"""Images in SQL: metadata in ``images``, bytes in ``image_blobs``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from ..ports import ImageRepository
+from ..records import ImageRecord, LabelSource, NewImage, utcnow
+from ..rules import LABEL_PRIORITY, UNKNOWN_LABEL_RANK, no_image
+from ..sql_models import ImageBlobRow, ImageRow
+from .engine import SqlBase, insert_for, rowcount
+
+
+class SqlImages(SqlBase, ImageRepository):
+    def add_image(self, image: NewImage) -> bool:
+        with self._writing() as session:
+            return insert_image(session, image)
+
+    def get_image(self, sha256: str) -> ImageRecord | None:
+        with self._reading() as session:
+            row = session.get(ImageRow, sha256)
+            return _image(row) if row else None
+
+    def get_image_bytes(self, sha256: str) -> bytes | None:
+        with self._reading() as session:
+            return session.scalar(select(ImageBlobRow.data).where(ImageBlobRow.sha256 == sha256))
+
+    def set_image_label(self, sha256: str, label: str, source: LabelSource) -> None:
+        with self._writing() as session:
+            if not label_image(session, sha256, label, source):
+                raise no_image(sha256)
+
+    def count_images(self, since: datetime | None = None) -> int:
+        query = select(func.count()).select_from(ImageRow)
+        if since is not None:
+            query = query.where(ImageRow.created_at >= since)
+        with self._reading() as session:
+            return session.scalar(query) or 0
+
+    def training_images(self, limit: int) -> list[ImageRecord]:
+        priority = case(
+            {source.value: rank for source, rank in LABEL_PRIORITY.items()},
+            value=ImageRow.label_source,
+            else_=UNKNOWN_LABEL_RANK,
+        )
+        with self._reading() as session:
+            rows = session.scalars(
+                select(ImageRow)
+                .order_by(priority, ImageRow.created_at.desc(), ImageRow.sha256)
+                .limit(limit)
+            )
+            return [_image(row) for row in rows]
+
+
+# --- in a caller's transaction ------------------------------------------------------------------
+def insert_image(session: Session, image: NewImage) -> bool:
+    """Store the image once by hash; False, changing nothing, when it is already stored."""
+    # ON CONFLICT DO NOTHING: a concurrent writer of the same image is not an error.
+    insert_metadata = (
+        insert_for(session, ImageRow)
+        .values(**_image_columns(image))
+        .on_conflict_do_nothing(index_elements=[ImageRow.sha256])
+        .returning(ImageRow.sha256)
+    )
+    if session.execute(insert_metadata).scalar() is None:
+        return False
+    session.add(ImageBlobRow(sha256=image.sha256, data=image.data))
+    return True
+
+
+def label_image(session: Session, sha256: str, label: str, source: LabelSource) -> bool:
+    """Relabel a stored image; False when it is not stored."""
+    result = session.execute(
+        update(ImageRow)
+        .where(ImageRow.sha256 == sha256)
+        .values(label=label, label_source=source.value)
+    )
+    return rowcount(result) > 0
+
+
+# --- rows to records ----------------------------------------------------------------------
+def _image_columns(image: NewImage) -> dict[str, Any]:
+    return dict(
+        sha256=image.sha256,
+        label=image.label,
+        label_source=LabelSource(image.label_source).value,
+        source_url=image.source_url,
+        filename=image.filename,
+        username=image.username,
+        license=image.license,
+        copyright=image.copyright,
+        size=len(image.data),
+        created_at=utcnow(),
+    )
+
+
+def _image(row: ImageRow) -> ImageRecord:
+    return ImageRecord(
+        sha256=row.sha256,
+        label=row.label,
+        label_source=LabelSource(row.label_source),
+        source_url=row.source_url,
+        filename=row.filename,
+        username=row.username,
+        created_at=row.created_at,
+        size=row.size,
+        license=row.license,
+        copyright=row.copyright,
+    )
