@@ -17,8 +17,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import httpx
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from . import __version__
 from .errors import ChampipyError, InvalidInput, RemoteFailed, RemoteTimeout
@@ -33,14 +31,6 @@ logger = logging.getLogger(__name__)
 PREFERRED_SIZES = ("/640/", "/960/", "/1280/")
 REUSABLE_LICENSE_WORDS = ("creative commons", "public domain")
 FAILURES_LISTED = 20
-
-
-class MushroomObserverSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CHAMPIPY_MO_", env_file=None, extra="ignore")
-
-    api_url: str = "https://mushroomobserver.org"
-    request_interval: float = Field(1.0, ge=0)  # seconds between two requests to MO
-    timeout: float = Field(30.0, gt=0)
 
 
 @dataclass(frozen=True)
@@ -91,11 +81,9 @@ class MushroomObserverClient:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, mo: MushroomObserverSettings | None = None) -> MushroomObserverClient:
-        mo = mo or MushroomObserverSettings()
-        client = cls(
-            SafeFetcher(settings), api_url=mo.api_url, request_interval=mo.request_interval, timeout=mo.timeout
-        )
+    def from_settings(cls, settings: Settings) -> MushroomObserverClient:
+        client = cls(SafeFetcher(settings), api_url=settings.mo_api_url,
+                     request_interval=settings.mo_request_interval, timeout=settings.mo_timeout)
         client._owns_fetcher = True
         return client
 

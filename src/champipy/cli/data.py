@@ -70,10 +70,9 @@ def fetch(
     username: str = typer.Option(None, help="Recorded as the images' uploader."),
 ) -> None:
     """Download reusable (Creative Commons, exportable) photos of each species from Mushroom Observer."""
-    from ..mushroom_observer import MushroomObserverClient, MushroomObserverSettings, fetch_species
+    from ..mushroom_observer import MushroomObserverClient, fetch_species
 
-    overrides = {k: v for k, v in {"request_interval": interval, "api_url": api_url}.items() if v is not None}
-    mo_settings = MushroomObserverSettings(**overrides)
+    overrides = {k: v for k, v in {"mo_request_interval": interval, "mo_api_url": api_url}.items() if v is not None}
     with open_container() as container, _progress_bar() as progress:
         tasks = {name: progress.add_task(name, total=limit) for name in species}
 
@@ -81,7 +80,7 @@ def fetch(
             counts = current.species[name]
             progress.update(tasks[name], completed=counts.kept)
 
-        with MushroomObserverClient.from_settings(container.settings, mo_settings) as client:
+        with MushroomObserverClient.from_settings(container.settings.model_copy(update=overrides)) as client:
             summary = fetch_species(
                 container.store, container.settings, client, species, limit=limit, username=username, on_progress=show
             )
