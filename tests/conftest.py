@@ -6,6 +6,7 @@
 - MongoDB: the mongoeco wire-protocol server from ``.venv-mongo`` (made by
   ``scripts/setup_mongo_venv.sh``) for the session, or a real server at
   ``CHAMPIPY_TEST_MONGO_URL``; one database per test.
+- memory: the in-memory fake (``memory://``), a new one for each open.
 
 A service that is missing fails the tests that need it: nothing is skipped.
 """
@@ -30,7 +31,7 @@ from sqlalchemy.engine import make_url
 from champipy.store import Store, open_store, sql_models
 from support.processes import stop_process
 
-BACKENDS = ("sqlite", "postgresql", "mongodb")
+BACKENDS = ("sqlite", "postgresql", "mongodb", "memory")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 POSTGRES_ADMIN_URL = os.environ.get(
     "CHAMPIPY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"
@@ -203,6 +204,8 @@ def database_url_for(
             name = unique_name("champipy_test")
             cleanups.append(lambda: admin.drop_database(name))
             return with_database(base_url, name)
+        if backend == "memory":
+            return "memory://"
         raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
 
     yield make

@@ -1,4 +1,6 @@
-"""The storage contract: every test runs on SQLite, PostgreSQL and MongoDB alike."""
+"""The storage contract: every test runs on SQLite, PostgreSQL, MongoDB and the in-memory fake
+alike; the tests of a real database's own behaviour (migrations, reconnection, reopening) run on
+the real ones only."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
@@ -81,7 +84,12 @@ def assert_recent(moment: datetime) -> None:
 
 # --- lifecycle -------------------------------------------------------------------------------
 def test_open_store_picks_the_backend_from_the_url(request, store: Store):
-    expected = {"sqlite": "SqlStore", "postgresql": "SqlStore", "mongodb": "MongoStore"}
+    expected = {
+        "sqlite": "SqlStore",
+        "postgresql": "SqlStore",
+        "mongodb": "MongoStore",
+        "memory": "MemoryStore",
+    }
     assert type(store).__name__ == expected[request.node.callspec.params["store"]]
 
 
@@ -422,6 +430,133 @@ def test_feedback_on_an_unknown_prediction_is_not_found(store: Store):
     for prediction_id in UNKNOWN_IDS:
         with pytest.raises(NotFound):
             store.set_feedback(prediction_id, "Boletus edulis", "expert")
+
+
+# --- feedback in one write ---------------------------------------------------------------------
+def a_feedback_image(prediction_sha256: str, data: bytes) -> NewImage:
+    """The image a service hands over with feedback: before the store confirms its label."""
+    return NewImage(
+        sha256=prediction_sha256,
+        data=data,
+        label="Amanita muscaria",
+        label_source=LabelSource.PREDICTED,
+        source_url="https://images.example.org/1.jpg",
+        filename="1.jpg",
+        username="expert",
+    )
+
+
+def test_record_feedback_confirms_the_stored_image_and_sets_the_feedback(store: Store):
+    image = an_image(label="Amanita muscaria", source=LabelSource.PREDICTED)
+    store.add_image(image)
+    added = store.add_prediction(a_prediction(image_sha256=image.sha256))
+
+    updated = store.record_feedback(added.id, "Amanita pantherina", "expert")
+
+    assert (updated.feedback_species, updated.feedback_username) == ("Amanita pantherina", "expert")
+    assert_recent(updated.feedback_at)
+    assert updated.results == added.results and updated.created_at == added.created_at
+    assert store.get_prediction(added.id) == updated
+    record = store.get_image(image.sha256)
+    assert record is not None
+    assert (record.label, record.label_source) == ("Amanita pantherina", LabelSource.CONFIRMED)
+    assert store.get_image_bytes(image.sha256) == image.data
+    assert store.count_images() == 1
+
+
+def test_record_feedback_stores_the_given_image_confirmed(store: Store):
+    data = uuid.uuid4().bytes * 64
+    added = store.add_prediction(a_prediction(image_sha256=sha256_of(data)))
+
+    updated = store.record_feedback(
+        added.id, "Boletus edulis", "expert", a_feedback_image(added.image_sha256, data)
+    )
+
+    assert updated.feedback_species == "Boletus edulis"
+    assert store.get_prediction(added.id) == updated
+    record = store.get_image(added.image_sha256)
+    assert record is not None
+    assert (record.label, record.label_source) == ("Boletus edulis", LabelSource.CONFIRMED)
+    assert (record.source_url, record.filename, record.username) == (
+        "https://images.example.org/1.jpg",
+        "1.jpg",
+        "expert",
+    )
+    assert record.size == len(data)
+    assert store.get_image_bytes(added.image_sha256) == data
+
+
+def test_record_feedback_labels_an_image_stored_already_and_keeps_its_bytes(store: Store):
+    image = an_image(label="Amanita muscaria", source=LabelSource.IMPORTED, filename="first.jpg")
+    store.add_image(image)
+    added = store.add_prediction(a_prediction(image_sha256=image.sha256))
+
+    given = replace(a_feedback_image(image.sha256, image.data), filename="second.jpg")
+    store.record_feedback(added.id, "Boletus edulis", "expert", given)
+
+    record = store.get_image(image.sha256)
+    assert record is not None
+    assert (record.label, record.label_source) == ("Boletus edulis", LabelSource.CONFIRMED)
+    assert record.filename == "first.jpg"
+    assert store.count_images() == 1
+
+
+def test_record_feedback_on_an_unknown_prediction_changes_nothing(store: Store):
+    other = store.add_prediction(a_prediction())
+    data = uuid.uuid4().bytes * 64
+    for prediction_id in UNKNOWN_IDS:
+        with pytest.raises(NotFound):
+            store.record_feedback(
+                prediction_id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data)
+            )
+        with pytest.raises(NotFound):
+            store.record_feedback(prediction_id, "Boletus edulis", "expert")
+    assert store.count_images() == 0
+    assert store.get_image(sha256_of(data)) is None
+    assert store.get_prediction(other.id) == other
+
+
+def test_record_feedback_without_the_image_anywhere_is_not_found_and_changes_nothing(store: Store):
+    added = store.add_prediction(a_prediction())
+    with pytest.raises(NotFound):
+        store.record_feedback(added.id, "Boletus edulis", "expert")
+    assert store.get_prediction(added.id) == added
+    assert store.count_images() == 0
+
+
+def test_record_feedback_refuses_another_image_than_the_predictions(store: Store):
+    added = store.add_prediction(a_prediction())
+    data = b"some other photo" * 100
+    with pytest.raises(ValueError):
+        store.record_feedback(
+            added.id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data)
+        )
+    assert store.get_prediction(added.id) == added
+    assert store.count_images() == 0
+
+
+def test_concurrent_feedback_on_one_image_stores_it_once(store: Store):
+    data = b"a popular photo" * 1000
+    sha256 = sha256_of(data)
+    predictions = [store.add_prediction(a_prediction(image_sha256=sha256)) for _ in range(6)]
+    barrier = threading.Barrier(len(predictions))
+
+    def confirm(prediction_id: str) -> str | None:
+        barrier.wait()
+        given = a_feedback_image(sha256, data)
+        updated = store.record_feedback(prediction_id, "Boletus edulis", "expert", given)
+        return updated.feedback_species
+
+    with ThreadPoolExecutor(len(predictions)) as pool:
+        outcomes = list(pool.map(confirm, [p.id for p in predictions]))
+
+    assert outcomes == ["Boletus edulis"] * len(predictions)
+    assert store.count_images() == 1
+    assert store.get_image_bytes(sha256) == data
+    record = store.get_image(sha256)
+    assert record is not None and record.label_source is LabelSource.CONFIRMED
+    for prediction in predictions:
+        assert store.get_prediction(prediction.id).feedback_species == "Boletus edulis"
 
 
 def test_predictions_are_counted(store: Store):
