@@ -107,18 +107,19 @@ class PredictionService:
         if species not in known:
             raise InvalidInput(f"Unknown species {species!r}; expected one of: {', '.join(sorted(known))}.")
         sha = prediction.image_sha256
-        if self.store.get_image(sha) is not None:
-            self.store.set_image_label(sha, species, LabelSource.CONFIRMED)
-        else:
+        image = None  # the stored image is relabelled; one not stored yet comes with the call
+        if self.store.get_image(sha) is None:
             data = self.spool.get(sha) or self._refetch_bounded(prediction)
             if data is None:
                 raise Conflict("The image of this prediction is no longer available; upload it again.")
-            self.store.add_image(NewImage(
+            image = NewImage(
                 sha256=sha, data=data, label=species, label_source=LabelSource.CONFIRMED,
                 source_url=prediction.source_url, filename=prediction.filename, username=user.username,
-            ))
+            )
+        # One write: the image labelled (or stored) CONFIRMED together with the feedback.
+        updated = self.store.record_feedback(prediction_id, species, user.username, image)
         self.recent.remember_kept(sha)
-        return self.store.set_feedback(prediction_id, species, user.username)
+        return updated
 
     # --- internals ---------------------------------------------------------------------
     def _spend_quota(self, user: User) -> None:
