@@ -12,6 +12,7 @@ from .errors import NoModel
 from .services.lifecycle import ModelLifecycle
 from .services.monitor import Monitor
 from .services.predict import PredictionService
+from .settings import Settings
 from .store.base import Store
 
 
@@ -27,6 +28,13 @@ async def get_store(container: ContainerDep) -> Store:
 
 
 StoreDep = Annotated[Store, Depends(get_store)]
+
+
+async def get_settings(container: ContainerDep) -> Settings:
+    return container.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 _Part = TypeVar("_Part")
 

@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     monitor_cron: str = "0 6 * * 1"  # minute hour day month weekday: Mondays 06:00
     alert_webhook_url: str = ""
 
+    # Mushroom Observer, where `champipy data fetch` and the fetch job download photos.
+    mo_api_url: str = "https://mushroomobserver.org"
+    mo_request_interval: float = Field(1.0, ge=0)  # seconds between two requests to MO
+    mo_timeout: float = Field(30.0, gt=0)
+
     # Safe fetching of image URLs.
     fetch_allow_hosts: str = ""  # comma-separated host or host:port
     fetch_max_bytes: int = Field(15 * 1024 * 1024, ge=1024)

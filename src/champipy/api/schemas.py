@@ -7,7 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..store.base import ApiToken
+from ..services.predict import is_uncertain
+from ..store.base import ApiToken, Prediction
 
 
 class ModelStatus(BaseModel):
@@ -119,15 +120,16 @@ class PredictionRecordOut(BaseModel):
     filename: str | None
     created_at: datetime
     feedback_species: str | None
+    uncertain: bool
 
     @classmethod
-    def from_record(cls, p) -> PredictionRecordOut:
+    def from_record(cls, p: Prediction, uncertain_threshold: float) -> PredictionRecordOut:
         return cls(
             id=p.id, username=p.username,
             results=[ScoreOut(species=s.species, probability=s.probability) for s in p.results],
             model=ModelRef(name=p.model_name, version=p.model_version), image_sha256=p.image_sha256,
             cached=p.cached, source_url=p.source_url, filename=p.filename, created_at=p.created_at,
-            feedback_species=p.feedback_species,
+            feedback_species=p.feedback_species, uncertain=is_uncertain(p, uncertain_threshold),
         )
 
 

@@ -44,6 +44,11 @@ class PredictionOutcome:
         return self.prediction.results[: self.top_k]
 
 
+def is_uncertain(prediction: Prediction, threshold: float) -> bool:
+    """The one rule for the "uncertain" flag, in answers, records and the web page."""
+    return not prediction.results or prediction.results[0].probability < threshold
+
+
 class _KeyedLocks:
     """One lock per key, so two identical requests compute once and the second reads the cache."""
 
@@ -204,7 +209,7 @@ class PredictionService:
         return False
 
     def _outcome(self, prediction: Prediction, top_k: int, kept: bool) -> PredictionOutcome:
-        uncertain = prediction.results[0].probability < self.settings.uncertain_threshold
+        uncertain = is_uncertain(prediction, self.settings.uncertain_threshold)
         if self.observer is not None:
             self.observer.on_prediction(prediction)
         return PredictionOutcome(prediction=prediction, top_k=top_k, kept_for_training=kept, uncertain=uncertain)

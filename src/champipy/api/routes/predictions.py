@@ -14,7 +14,7 @@ from ...errors import (
     RemoteTimeout, TooLarge, TooManyFetches, UnsupportedImageShape,
 )
 from ..errors import signed_in
-from ...app_deps import PredictorDep, StoreDep
+from ...app_deps import PredictorDep, SettingsDep, StoreDep
 from ..deps import CurrentUser
 from ..errors import describe_validation_errors
 from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
@@ -80,24 +80,27 @@ async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) 
 
 
 @router.get("/recent", response_model=list[PredictionRecordOut], summary="My most recent predictions")
-def recent(user: CurrentUser, store: StoreDep,
+def recent(user: CurrentUser, store: StoreDep, settings: SettingsDep,
            limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[PredictionRecordOut]:
-    return [PredictionRecordOut.from_record(p) for p in store.recent_predictions(limit, username=user.username)]
+    return [PredictionRecordOut.from_record(p, settings.uncertain_threshold)
+            for p in store.recent_predictions(limit, username=user.username)]
 
 
 @router.get("/{prediction_id}", response_model=PredictionRecordOut, responses=signed_in(NotFound), summary="One of my predictions")
-def get_prediction(prediction_id: str, user: CurrentUser, store: StoreDep) -> PredictionRecordOut:
+def get_prediction(prediction_id: str, user: CurrentUser, store: StoreDep,
+                   settings: SettingsDep) -> PredictionRecordOut:
     prediction = store.get_prediction(prediction_id)
     if prediction is None or (prediction.username != user.username and not user.is_admin):
         raise NotFound("No such prediction.")
-    return PredictionRecordOut.from_record(prediction)
+    return PredictionRecordOut.from_record(prediction, settings.uncertain_threshold)
 
 
 @router.post("/{prediction_id}/feedback", response_model=PredictionRecordOut,
              responses=signed_in(NotFound, InvalidInput, Conflict),
              summary="Confirm or correct the species of a prediction")
 def feedback(prediction_id: str, body: FeedbackIn, user: CurrentUser, predictor: PredictorDep) -> PredictionRecordOut:
-    return PredictionRecordOut.from_record(predictor.feedback(prediction_id, body.species, user))
+    return PredictionRecordOut.from_record(predictor.feedback(prediction_id, body.species, user),
+                                          predictor.settings.uncertain_threshold)
 
 
 def _form_int(value) -> int:

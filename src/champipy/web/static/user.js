@@ -8,7 +8,6 @@
 
   const BARS = 5;
   const RECENT = 10;
-  const threshold = Number(app.dataset.uncertainThreshold || "0.5");
   const $ = (id) => document.getElementById(id);
   const urlForm = $("url-form"), urlInput = $("photo-url"), fileInput = $("photo-file"), dropZone = $("drop-zone");
   const busy = $("busy"), errorBox = $("error"), result = $("result"), photo = $("photo"), caption = $("photo-caption");
@@ -62,7 +61,7 @@
       const outcome = await send();
       // The answer carries the top species; the record carries every species, for corrections.
       const record = await api("GET", "/predictions/" + encodeURIComponent(outcome.id));
-      render(record, outcome.uncertain);
+      render(record);
       loadRecent();
     } catch (error) {
       fail(error);
@@ -94,7 +93,7 @@
     identify(() => api("POST", "/predictions", {form: form}));
   }
 
-  function render(record, isUncertain) {
+  function render(record) {
     current = record;
     const results = record.results || [];
     const top = results[0];
@@ -108,8 +107,7 @@
           el("span", {class: "pct", text: percent(score.probability)})),
         el("span", {class: "bar-track", role: "presentation"}, fill)));
     });
-    if (isUncertain === undefined) isUncertain = top ? top.probability < threshold : false;
-    uncertain.hidden = !isUncertain;
+    uncertain.hidden = !record.uncertain;  // decided by the server, like every answer's flag
     if (top) {
       moLink.href = speciesLink(top.species);
       moLink.textContent = top.species + " on Mushroom Observer";
