@@ -17,7 +17,8 @@ from .store.base import Store
 
 
 async def get_container(request: Request) -> Container:  # async: no thread-pool hop
-    return request.app.state.container
+    container: Container = request.app.state.container
+    return container
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]

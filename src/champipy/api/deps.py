@@ -69,8 +69,8 @@ def _resolve_user(request: Request, container: Container) -> User:
 async def current_user(
     request: Request,
     container: ContainerDep,
-    _basic=Security(_basic_doc),
-    _bearer=Security(_bearer_doc),
+    _basic: None = Security(_basic_doc),
+    _bearer: object = Security(_bearer_doc),
 ) -> User:
     # A remembered bearer token is a dict lookup: answered here, without a thread-pool hop.
     scheme, credentials = _authorization(request)

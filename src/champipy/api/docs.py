@@ -55,6 +55,6 @@ def install_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
             swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
         )
-        page.headers["Content-Security-Policy"] = docs_policy(page.body.decode())
+        page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
         page.headers["X-Frame-Options"] = "DENY"
         return page

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -34,7 +35,7 @@ def internal_error_response() -> JSONResponse:
     return error_response(500, "internal_error", "Something went wrong on our side; it has been logged.")
 
 
-def describe_validation_errors(errors) -> str:
+def describe_validation_errors(errors: Sequence[Any]) -> str:
     """One line from pydantic's / FastAPI's error list: ``field: message; ...``."""
     parts = []
     for err in errors:

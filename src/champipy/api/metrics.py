@@ -24,6 +24,7 @@ Each app has its own ``CollectorRegistry``, so tests can build several apps in o
 from __future__ import annotations
 
 import hmac
+from collections.abc import Iterator
 import logging
 import threading
 import time
@@ -32,6 +33,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..container import Container
@@ -107,16 +109,16 @@ class _StateCollector:
     """What is read at scrape time: the serving model and the jobs in the store."""
 
     def __init__(self) -> None:
-        self.container = None
+        self.container: Container | None = None
         self._lock = threading.Lock()
         self._jobs: dict[str, int] | None = None
         self._jobs_read_at = float("-inf")
         self._store_errors = 0
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         return []  # collected only when a container is bound
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         container = self.container
         if container is None:
             return
@@ -126,7 +128,7 @@ class _StateCollector:
         yield from self._admission(container)
 
     @staticmethod
-    def _admission(container):
+    def _admission(container: Container) -> Iterator[Metric]:
         gate = getattr(getattr(container, "predictor", None), "admission", None)
         if gate is None:
             return
@@ -138,7 +140,7 @@ class _StateCollector:
                                   "Predictions refused with 503 because the limit was reached.", value=gate.refused)
 
     @staticmethod
-    def _sign_ins(container):
+    def _sign_ins(container: Container) -> Iterator[Metric]:
         throttle = getattr(getattr(container, "authenticator", None), "throttle", None)
         if throttle is None:
             return
@@ -149,7 +151,7 @@ class _StateCollector:
                                   value=throttle.delays)
 
     @staticmethod
-    def _model(container):
+    def _model(container: Container) -> Iterator[Metric]:
         provider = getattr(container, "models", None)
         serving = getattr(provider, "serving", None)
         info = GaugeMetricFamily("champipy_model_info", "The model version that serves (value 1).",
@@ -165,7 +167,7 @@ class _StateCollector:
             yield GaugeMetricFamily("champipy_model_loaded_timestamp_seconds", "When the serving model was loaded.",
                                     value=serving.loaded_at.timestamp())
 
-    def _job_counts(self, container):
+    def _job_counts(self, container: Container) -> Iterator[Metric]:
         with self._lock:
             now = time.monotonic()
             if now - self._jobs_read_at >= JOB_COUNT_TTL_SECONDS:
@@ -234,7 +236,7 @@ def metrics(request: Request) -> Response:
 
 def install_metrics(app: FastAPI) -> Metrics:
     """A registry for this app, the middleware and the route; ``bind`` once the container exists."""
-    app.state.metrics = Metrics()
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    metrics = app.state.metrics = Metrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
-    return app.state.metrics
+    return metrics

@@ -23,6 +23,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import logs
@@ -106,12 +107,13 @@ class RequestLogMiddleware:
             _log_access(scope, status, started, context.user)
 
 
-async def _error_response(scope: Scope, exc: Exception):
+async def _error_response(scope: Scope, exc: Exception) -> Response:
     app = scope.get("app")
     handler = getattr(app, "exception_handlers", {}).get(Exception)
     if handler is not None:
         try:
-            return await handler(Request(scope), exc)  # logs the traceback itself
+            response: Response = await handler(Request(scope), exc)  # logs the traceback itself
+            return response
         except Exception:
             log.exception("the error handler failed")
     else:

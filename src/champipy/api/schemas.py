@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..services.predict import is_uncertain
-from ..store.base import ApiToken, Prediction
+from ..services.predict import PredictionOutcome, is_uncertain
+from ..store.base import ApiToken, Job, Prediction
 
 
 class ModelStatus(BaseModel):
@@ -90,7 +90,7 @@ class PredictionOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def from_outcome(cls, outcome) -> PredictionOut:
+    def from_outcome(cls, outcome: PredictionOutcome) -> PredictionOut:
         p = outcome.prediction
         return cls(
             id=p.id,
@@ -159,7 +159,7 @@ class JobOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def from_record(cls, job) -> JobOut:
+    def from_record(cls, job: Job) -> JobOut:
         return cls(id=job.id, kind=job.kind, state=str(job.state), params=job.params, progress=job.progress,
                    result=job.result, error=job.error, username=job.username, created_at=job.created_at,
                    started_at=job.started_at, finished_at=job.finished_at)

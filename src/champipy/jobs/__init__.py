@@ -2,7 +2,8 @@
 
 from .consumer import JobConsumer
 from .queue import DEFAULT_QUEUE_NAME, build_huey, parse_cron
-from .runner import WORKER_STOPPED, Handler, JobRunner, QueueUnavailable, Report
+from ..errors import QueueUnavailable
+from .runner import WORKER_STOPPED, Handler, JobRunner, Report
 from .wiring import consumes_in_process, create_runner
 
 __all__ = [

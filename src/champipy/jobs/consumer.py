@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from huey.consumer import Consumer
 
@@ -18,8 +19,8 @@ from .runner import JobRunner
 logger = logging.getLogger(__name__)
 
 
-class _Consumer(Consumer):
-    def __init__(self, *args, install_signal_handlers: bool, on_started: Callable[[], None], **kwargs):
+class _Consumer(Consumer):  # type: ignore[misc]  # huey ships no types
+    def __init__(self, *args: Any, install_signal_handlers: bool, on_started: Callable[[], None], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._install_signal_handlers = install_signal_handlers
         self._on_started = on_started

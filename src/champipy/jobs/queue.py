@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from ..errors import InvalidInput
@@ -22,7 +25,7 @@ def build_huey(settings: Settings, name: str = DEFAULT_QUEUE_NAME) -> Huey:
     return SqliteHuey(name, filename=str((settings.data_dir / "jobs.db").resolve()), results=False)
 
 
-def parse_cron(expression: str):
+def parse_cron(expression: str) -> Callable[[datetime], bool]:
     """Turn a 5-field cron string (minute hour day month weekday) into a Huey schedule.
 
     Huey evaluates it in UTC.
@@ -34,6 +37,7 @@ def parse_cron(expression: str):
         )
     minute, hour, day, month, weekday = fields
     try:
-        return crontab(minute, hour, day, month, weekday, strict=True)
+        schedule: Callable[[datetime], bool] = crontab(minute, hour, day, month, weekday, strict=True)
+        return schedule
     except ValueError as exc:
         raise InvalidInput(f"The schedule {expression!r} is not a valid cron expression: {exc}") from exc

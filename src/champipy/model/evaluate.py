@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .classifier import Classifier
+    from .predictor import ClassifierLike
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def evaluate_probabilities(
 
 
 def evaluate_folder(
-    classifier: Classifier, folder: Path | str, batch_size: int = 32, max_pixels: int = 40_000_000
+    classifier: ClassifierLike, folder: Path | str, batch_size: int = 32, max_pixels: int = 40_000_000
 ) -> EvaluationReport:
     """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped."""
     from ..errors import ChampipyError, InvalidInput

@@ -42,9 +42,9 @@ class ModelLifecycle:
 
     # --- versions and promotion ----------------------------------------------------------
     def list_versions(self) -> list[dict[str, Any]]:
-        promotions: dict[str, Any] = {}
+        promotions: dict[str, datetime] = {}
         for event in reversed(self.store.list_events(PROMOTION, limit=500)):
-            promotions[event.payload.get("version")] = event.created_at
+            promotions[str(event.payload.get("version"))] = event.created_at
         serving = self.models.serving if self.models is not None else None
         return [
             {

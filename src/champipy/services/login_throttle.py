@@ -99,4 +99,6 @@ class LoginThrottle:
 
 def throttle_storage(redis_url: str) -> Storage:
     """Redis when the deployment has one (all replicas share the counters), else memory."""
-    return storage_from_string(redis_url if redis_url else "memory://")
+    storage = storage_from_string(redis_url if redis_url else "memory://")
+    assert isinstance(storage, Storage)  # the synchronous kind, for these URL schemes
+    return storage

@@ -53,10 +53,10 @@ class _KeyedLocks:
     """One lock per key, so two identical requests compute once and the second reads the cache."""
 
     def __init__(self) -> None:
-        self._locks: dict[tuple, threading.Lock] = defaultdict(threading.Lock)
+        self._locks: dict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
         self._guard = threading.Lock()
 
-    def get(self, key: tuple) -> threading.Lock:
+    def get(self, key: tuple[str, str]) -> threading.Lock:
         with self._guard:
             if len(self._locks) > 4096:
                 self._locks = defaultdict(threading.Lock, {k: v for k, v in self._locks.items() if v.locked()})

@@ -10,24 +10,28 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from typing import Generic, TypeVar
 
 from ..store.base import SpeciesScore
 
+K = TypeVar("K")
+V = TypeVar("V")
 
-class _Lru:
+
+class _Lru(Generic[K, V]):
     """A bounded mapping that drops the least recently used key first. Not thread-safe."""
 
     def __init__(self, max_entries: int):
         self.max_entries = max_entries
-        self._items: OrderedDict = OrderedDict()
+        self._items: OrderedDict[K, V] = OrderedDict()
 
-    def get(self, key):
+    def get(self, key: K) -> V | None:
         found = self._items.get(key)
         if found is not None:
             self._items.move_to_end(key)
         return found
 
-    def put(self, key, value) -> None:
+    def put(self, key: K, value: V) -> None:
         self._items[key] = value
         self._items.move_to_end(key)
         while len(self._items) > self.max_entries:
@@ -36,8 +40,8 @@ class _Lru:
 
 class RecentResults:
     def __init__(self, max_entries: int = 20_000):
-        self._results = _Lru(max_entries)  # (sha256, model version) -> results
-        self._kept = _Lru(max_entries)  # sha256 -> True
+        self._results: _Lru[tuple[str, str], tuple[SpeciesScore, ...]] = _Lru(max_entries)
+        self._kept: _Lru[str, bool] = _Lru(max_entries)
         self._lock = threading.Lock()
 
     def results(self, sha256: str, model_version: str) -> tuple[SpeciesScore, ...] | None:

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..errors import NoModel
+from ..model.predictor import ClassifierLike
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +30,10 @@ NO_MODEL_HELP = (
 )
 
 
-class ClassifierLike(Protocol):
-    labels: list[str]
-    image_size: int
-
-    def preprocess(self, image) -> np.ndarray: ...
-
-    def predict_batch(self, batch: np.ndarray) -> np.ndarray: ...
-
-
 class RegistryLike(Protocol):
     def alias_version(self, alias: str) -> str | None: ...
 
-    def download_serving_model(self, version: str): ...
+    def download_serving_model(self, version: str) -> Path: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +45,8 @@ class ServingModel:
 
 
 class ModelProvider:
-    def __init__(self, registry: RegistryLike, loader, *, model_name: str, alias: str, poll_seconds: float):
+    def __init__(self, registry: RegistryLike, loader: Callable[[Path], ClassifierLike], *, model_name: str,
+                 alias: str, poll_seconds: float):
         self.registry = registry
         self.loader = loader  # directory -> classifier
         self.model_name = model_name
@@ -128,7 +123,7 @@ class ModelProvider:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         serving = self._serving
         if serving is None:
             return {"loaded": False, "last_error": self.last_error}

@@ -143,8 +143,9 @@ class Authenticator:
     def _verify(self, user: User | None, username: str, password: str, client: str, fingerprint: bytes) -> User:
         reservation = self.throttle.reserve(username, client)  # counted before argon2 runs
         usable = user is not None and not user.disabled
-        matches, updated_hash = verify_password(password, user.password_hash if usable else _dummy_password_hash())
-        if not (usable and matches):
+        stored_hash = user.password_hash if user is not None and usable else _dummy_password_hash()
+        matches, updated_hash = verify_password(password, stored_hash)
+        if user is None or not (usable and matches):
             self.throttle.failed(reservation)
             raise Unauthorized(WRONG_CREDENTIALS)
         if updated_hash:

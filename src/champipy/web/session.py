@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from starlette.requests import Request
 
 from ..errors import Forbidden
 from ..settings import Settings
@@ -187,7 +188,7 @@ class SessionManager:
         return self._mac("csrf", session.session_id)
 
     def csrf_ok(self, session: Session, token: str | None) -> bool:
-        return bool(token) and hmac.compare_digest(self.csrf_token(session), token)
+        return token is not None and hmac.compare_digest(self.csrf_token(session), token)
 
     def require_csrf(self, session: Session, token: str | None) -> None:
         if not self.csrf_ok(session, token):
@@ -201,7 +202,9 @@ class SessionManager:
 
     def login_ok(self, cookie: str | None, token: str | None) -> bool:
         nonce = self._read_login_cookie(cookie)
-        return bool(nonce and token) and hmac.compare_digest(self._mac("login", nonce), token)
+        if not nonce or not token:
+            return False
+        return hmac.compare_digest(self._mac("login", nonce), token)
 
     def _read_login_cookie(self, cookie: str | None) -> str | None:
         if not cookie or len(cookie) > 512:
@@ -213,7 +216,7 @@ class SessionManager:
         return nonce if isinstance(nonce, str) else None
 
 
-def user_from_session_cookie(request, store: Store) -> User | None:
+def user_from_session_cookie(request: Request, store: Store) -> User | None:
     """The API's view of a browser session: the user of a valid session cookie, or None.
 
     A request authenticated this way must carry the session's CSRF token in the
@@ -227,7 +230,7 @@ def user_from_session_cookie(request, store: Store) -> User | None:
         return None
     session = manager.read(request.cookies.get(SESSION_COOKIE))
     user = manager.user(session, store)
-    if user is None:
+    if session is None or user is None:
         return None
     manager.require_csrf(session, request.headers.get(CSRF_HEADER))
     return user

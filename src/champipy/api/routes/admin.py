@@ -119,5 +119,5 @@ async def monitor(admin: AdminUser, monitor: MonitorDep) -> JSONResponse:
 
 @router.get("/monitor/history", summary="Results of past checks, most recent first")
 def monitor_history(admin: AdminUser, store: StoreDep,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict]:
+                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
     return [e.payload for e in store.list_events(MONITOR, limit=limit)]

@@ -103,7 +103,7 @@ def feedback(prediction_id: str, body: FeedbackIn, user: CurrentUser, predictor:
                                           predictor.settings.uncertain_threshold)
 
 
-def _form_int(value) -> int:
+def _form_int(value: object) -> int:
     try:
         return int(str(value))
     except ValueError:
