@@ -11,8 +11,8 @@
 #
 # torch comes from TORCH_INDEX_URL (PyTorch's CPU index): PyPI's torch for Linux is the CUDA
 # build, several GB. Where that index cannot be reached, point pip at a folder holding the CPU
-# wheel: --volume /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels
-# --build-arg TORCH_INDEX_URL=https://pypi.org/simple (torch 2.13.0+cpu then wins).
+# wheel: --volume /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels, and set
+# TORCH_INDEX_URL to pip's default index (the +cpu wheel in the folder then wins).
 
 ARG BASE_IMAGE=python:3.11-slim
 

@@ -61,11 +61,22 @@ printf '[containers]\ndefault_ulimits = []\n' > "$work/containers.conf"
 export CONTAINERS_CONF=$work/containers.conf
 pod() { podman --runtime runc --cgroup-manager=cgroupfs "$@"; }
 
+# The Debian mirror this machine's apt already uses (deb822 sources, else the one-line form);
+# DEBIAN_MIRROR overrides it.
+debian_mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then echo "$DEBIAN_MIRROR"; return; fi
+  local uri
+  uri=$(awk '/^URIs:/ { print $2; exit }' /etc/apt/sources.list.d/*.sources 2>/dev/null || true)
+  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ { print $2; exit }' /etc/apt/sources.list 2>/dev/null || true)
+  [ -n "$uri" ] || fail "no Debian mirror in apt's sources: set DEBIAN_MIRROR"
+  echo "$uri"
+}
+
 # --- base image, made once -------------------------------------------------------------------
 if [ "$BASE" = localhost/bookworm-min ] && ! pod image exists "$BASE"; then
   say "making $BASE with debootstrap (once; a few minutes)"
   debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
-    bookworm "$work/rootfs" http://deb.debian.org/debian >"$work/debootstrap.log" 2>&1 \
+    bookworm "$work/rootfs" "$(debian_mirror)" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log"; fail "debootstrap"; }
   tar -C "$work/rootfs" -c . | pod import - "$BASE" >/dev/null 2>&1
   rm -rf "$work/rootfs"
