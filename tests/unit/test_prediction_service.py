@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 
 import pytest
@@ -75,6 +77,15 @@ def test_the_same_image_again_is_served_from_the_cache_without_the_classifier(se
     assert again.prediction.id != first.prediction.id  # every request is stored
     assert again.prediction.results == first.prediction.results
     assert memory_store.count_predictions() == 2
+
+
+def test_a_repeated_image_is_answered_from_memory_without_reading_the_store(service, memory_store, alice,
+                                                                            monkeypatch):
+    data = image_bytes(BLUE)
+    service.predict_upload(data, None, top_k=1, user=alice)
+    monkeypatch.setattr(memory_store, "find_computed_prediction", lambda *a: pytest.fail("read the store"))
+
+    assert service.predict_upload(data, None, top_k=1, user=alice).prediction.cached is True
 
 
 def test_the_store_cache_serves_a_new_process_without_the_classifier(settings, memory_store, provider, loader,
@@ -169,18 +180,27 @@ def test_bytes_that_are_not_an_image_give_the_typed_error_and_store_nothing(serv
     assert observer.predictions == []
 
 
+@contextmanager
+def every_slot_taken(service: PredictionService) -> Iterator[None]:
+    """As if ``max_pending_predictions`` other requests were computing right now."""
+    with ExitStack() as stack:
+        for _ in range(service.admission.limit):
+            stack.enter_context(service.admission.slot())
+        yield
+
+
 def test_a_full_admission_gate_answers_busy(service, memory_store, alice):
-    slots = [service.admission.slot() for _ in range(service.admission.limit)]
-    for slot in slots:
-        slot.__enter__()
-    try:
-        with pytest.raises(Busy):
-            service.predict_upload(image_bytes(RED), None, top_k=1, user=alice)
-    finally:
-        for slot in slots:
-            slot.__exit__(None, None, None)
+    with every_slot_taken(service), pytest.raises(Busy):
+        service.predict_upload(image_bytes(RED), None, top_k=1, user=alice)
     assert memory_store.count_predictions() == 0
     assert service.predict_upload(image_bytes(RED), None, top_k=1, user=alice).prediction.cached is False
+
+
+def test_an_answer_from_the_cache_needs_no_admission_slot(service, alice):
+    data = image_bytes(RED)
+    service.predict_upload(data, None, top_k=1, user=alice)
+    with every_slot_taken(service):
+        assert service.predict_upload(data, None, top_k=1, user=alice).prediction.cached is True
 
 
 def test_the_daily_quota_counts_every_request(settings, memory_store, provider, fetcher, tmp_path, alice, bob):
