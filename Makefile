@@ -9,7 +9,7 @@ DATASETS ?= $(abspath ../shared/datasets/champipy)
 export CHAMPIPY_DATASET_DIR ?= $(DATASETS)/train
 export CHAMPIPY_EVAL_DIR ?= $(DATASETS)/eval
 
-.PHONY: install run test test-fast bench mongo-venv clean lint check-container check-load fuzz audit
+.PHONY: install run test test-fast test-unit bench mongo-venv clean lint check-container check-load fuzz audit
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChampiPy needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -35,6 +35,10 @@ test: install mongo-venv
 ## Everything but the slow training and browser tests.
 test-fast: install mongo-venv
 	$(BIN)/pytest -m "not slow and not browser"
+
+## The fast unit layer: services with the in-memory store and fakes at their ports (seconds).
+test-unit: install
+	$(BIN)/pytest tests/unit
 
 bench: install
 	$(BIN)/python bench/bench_serving.py
