@@ -29,6 +29,7 @@ from psycopg import sql
 from sqlalchemy.engine import make_url
 
 from champipy.store import Store, open_store, sql_models
+from support import leftovers
 from support.processes import stop_process
 
 BACKENDS = ("sqlite", "postgresql", "mongodb", "memory")
@@ -233,3 +234,32 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     from support.trained_model import train_small_registry
 
     return train_small_registry(tmp_path_factory.mktemp("trained-registry"))
+
+
+# --- the suite ends what it starts ------------------------------------------------------------
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+_SESSION_STARTED = pytest.StashKey[int]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config.stash[_SESSION_STARTED] = leftovers.now_in_ticks()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a process it started (a server, a worker, a child of either) is still
+    alive once every fixture has been torn down; then end it, so nothing outlives the run."""
+    started = session.config.stash.get(_SESSION_STARTED, None)
+    if started is None:
+        return
+    left = leftovers.wait_for_leftovers(started, (CHECKOUT,), grace_seconds=10.0)
+    if not left:
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"{len(left)} process(es) started by the tests outlived them (now killed):"]
+    lines += [f"  pid {p.pid}: {p.command[:200]}" for p in left]
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line("\n".join(lines), red=True)
+    leftovers.kill(left)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
