@@ -7,11 +7,14 @@ from champipy.settings import Settings
 from champipy.store import open_store
 from support.accounts import make_account
 from support.live_server import client, live_server
+from support.mlflow_store import seed_mlflow_store
 
 
 @pytest.fixture
 def api_settings(tmp_path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", bootstrap_model=False, model_poll_seconds=0.5)
+    """No model; an empty MLflow store copied in (migrating a new one costs ~3 s a test)."""
+    settings = Settings(data_dir=tmp_path / "data", bootstrap_model=False, model_poll_seconds=0.5)
+    return seed_mlflow_store(settings)
 
 
 @pytest.fixture

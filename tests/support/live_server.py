@@ -1,4 +1,8 @@
-"""Run the real app under uvicorn in a background thread, on a free loopback port."""
+"""Run the real app under uvicorn in a background thread, on a free loopback port.
+
+An app on the embedded MLflow store gets the session's migrated empty store first (see
+``support.mlflow_store``) when its data directory has none yet: the app opens it as it starts.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
+from .mlflow_store import seed_mlflow_store
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -19,6 +25,9 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(app, startup_timeout: float = 60.0):
+    settings = getattr(getattr(app.state, "sessions", None), "settings", None)  # create_app's
+    if settings is not None:
+        seed_mlflow_store(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
