@@ -193,8 +193,6 @@ def test_a_failed_version_is_not_retried_after_a_registry_outage(provider, regis
     assert provider.current().version == "1"
 
 
-@pytest.mark.xfail(strict=True, reason="serving.py: when the registry answers again, last_error is "
-                   "cleared and the early return for a remembered failed version does not set it back")
 def test_status_still_shows_the_load_error_after_a_registry_outage(provider, registry, loader):
     _fail_version_2_then_lose_the_registry_once(provider, registry, loader)
 

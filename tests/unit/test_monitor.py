@@ -215,6 +215,19 @@ def test_no_retrain_in_a_process_without_a_job_queue(tmp_path, memory_store):
     assert result.ok is False and parts.jobs.jobs == []
 
 
+def test_without_an_evaluation_set_the_check_still_counts_new_images_and_retrains(tmp_path, memory_store):
+    parts = build(tmp_path, memory_store, eval_dir=tmp_path / "missing", target_new_images=3,
+                  retrain_on_new_images=True)
+    parts.add_images(3)
+
+    result = parts.monitor.run_check()
+
+    assert result.ok is False and result.accuracy is None and result.nb_new_img == 3
+    assert result.alerts[0].startswith("accuracy not checked: No evaluation set")
+    assert [job.kind for job in parts.jobs.jobs] == [JobKind.RETRAIN]
+    assert [e.payload for e in memory_store.list_events(MONITOR)] == [result.to_dict()]
+
+
 # --- the numbers ---------------------------------------------------------------------------
 def test_production_accuracy_is_evaluated_once_per_version(tmp_path, memory_store):
     parts = build(tmp_path, memory_store, wrong=1)

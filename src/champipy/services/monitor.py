@@ -130,6 +130,8 @@ class Monitor:
                 alerts.append(f"accuracy {accuracy:.3f} is below the target {settings.target_accuracy:.2f}")
         except NoModel:
             alerts.append("no model is in production")
+        except InvalidInput as exc:  # no evaluation set: the new-image check and its retrain still run
+            alerts.append(f"accuracy not checked: {exc.detail}")
         try:
             counted = self.new_images_since_promotion(settings.registered_model, settings.production_alias)
             new_images = counted["nb_new_img"]

@@ -86,13 +86,14 @@ class ModelProvider:
             if self._serving is not None and self._serving.version == version:
                 return False
             if version in self._failed_versions:
+                self.last_error = self._failed_versions[version]  # still true after a registry outage
                 return False
             try:
                 classifier = self.loader(self.registry.download_serving_model(version))
                 self._warm_up(classifier)
             except Exception as exc:
-                self._failed_versions[version] = str(exc)
                 self.last_error = f"version {version} failed to load ({type(exc).__name__}; details in the server log)"
+                self._failed_versions[version] = self.last_error
                 log.error("model version %s failed to load; the serving model stays: %s", version, exc)
                 return False
             previous = self._serving
