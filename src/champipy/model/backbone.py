@@ -13,6 +13,7 @@ import importlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +49,12 @@ _STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
-_BN = {"eps": 1e-3, "momentum": 0.01}  # TensorFlow's batch-norm settings, as trained
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's settings, as trained
+
+
 _DROP_CONNECT = 0.2
 
 
@@ -90,11 +96,11 @@ class MBConv(nn.Module):
         mid = cin * expand
         if expand != 1:
             self._expand_conv = SameConv2d(cin, mid, 1, 1, size)
-            self._bn0 = nn.BatchNorm2d(mid, **_BN)
+            self._bn0 = _batch_norm(mid)
         self._depthwise_conv = SameConv2d(mid, mid, kernel, stride, size, groups=mid)
-        self._bn1 = nn.BatchNorm2d(mid, **_BN)
+        self._bn1 = _batch_norm(mid)
         self._project_conv = SameConv2d(mid, cout, 1, 1, self._depthwise_conv.out_size)
-        self._bn2 = nn.BatchNorm2d(cout, **_BN)
+        self._bn2 = _batch_norm(cout)
         self.residual = stride == 1 and cin == cout
         self.drop_connect = drop_connect
         self.out_size = self._depthwise_conv.out_size
@@ -127,10 +133,10 @@ class EfficientNetLite(nn.Module):
         self.name = name
         self.image_size = size = image_size or spec.image_size
         self._conv_stem = SameConv2d(3, 32, 3, 2, size)
-        self._bn0 = nn.BatchNorm2d(32, **_BN)
+        self._bn0 = _batch_norm(32)
         size = self._conv_stem.out_size
 
-        stages = []
+        stages: list[tuple[int, int, int, int, int]] = []  # (cin, cout, kernel, stride, expand)
         for index, (repeats, kernel, stride, expand, cin, cout) in enumerate(_STAGES):
             fixed = index in (0, len(_STAGES) - 1)  # Lite keeps the first and last stage's depth
             repeats = repeats if fixed else math.ceil(spec.depth * repeats)
@@ -147,9 +153,9 @@ class EfficientNetLite(nn.Module):
 
         last = stages[-1][1]
         self._conv_head = SameConv2d(last, FEATURE_DIM, 1, 1, size)
-        self._bn1 = nn.BatchNorm2d(FEATURE_DIM, **_BN)
+        self._bn1 = _batch_norm(FEATURE_DIM)
         self._dropout = nn.Dropout(spec.dropout)
-        self._fc = nn.Linear(FEATURE_DIM, num_classes)
+        self._fc: nn.Module = nn.Linear(FEATURE_DIM, num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled 1280-d features (before dropout and the classifier)."""
@@ -260,7 +266,7 @@ class SpeciesNet(nn.Module):
         self.head = nn.Linear(FEATURE_DIM * len(members), num_classes)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([member.features(x) for member in self.members], dim=1)
+        return torch.cat([member.features(x) for member in self._lites()], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.features(x)))
@@ -268,10 +274,13 @@ class SpeciesNet(nn.Module):
     def unfreeze_last_blocks(self, blocks: int) -> list[nn.Parameter]:
         """Train the head and the last ``blocks`` blocks of every member; returns the body
         parameters left trainable."""
-        body = [p for member in self.members for p in freeze_except_last_blocks(member, blocks)]
+        body = [p for member in self._lites() for p in freeze_except_last_blocks(member, blocks)]
         for parameter in self.head.parameters():
             parameter.requires_grad_(True)
         return body
 
     def frozen_modules(self, blocks: int) -> list[nn.Module]:
-        return [module for member in self.members for module in frozen_modules(member, blocks)]
+        return [module for member in self._lites() for module in frozen_modules(member, blocks)]
+
+    def _lites(self) -> list[EfficientNetLite]:
+        return [cast(EfficientNetLite, member) for member in self.members]

@@ -222,7 +222,7 @@ def train_model(
         val_y = np.array([targets[item.label] for item in split.val], dtype=np.int64)
         history, val_logits = _fine_tune(model, split.train, train_y, split.val, val_y, config, report)
         rows = manifest(split)
-        counts = {"n_train": len(split.train), "n_val": len(split.val),
+        counts: dict[str, float] = {"n_train": len(split.train), "n_val": len(split.val),
                   "duplicates_removed_from_val": split.duplicates_removed}
         if seen_by_base:
             counts["val_seen_by_base"] = sum(item.sha256 in seen_by_base for item in split.val) / max(1, len(split.val))
@@ -305,7 +305,8 @@ class OnnxFeatureExtractor:
         size = model.image_size
         buffer = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(wrapper, (torch.zeros(2, 3, size, size),), buffer, dynamo=False, opset_version=17,
+            torch.onnx.export(wrapper, (torch.zeros(2, 3, size, size),), buffer,  # type: ignore[arg-type]
+                              dynamo=False, opset_version=17,
                               input_names=["image"], output_names=["features"],
                               dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
         model.eval()  # the export puts the wrapper's train/eval mode back onto every submodule
@@ -326,6 +327,8 @@ def _view(kind: str, config: TrainConfig, index: int, item: LoadedExample) -> np
     if kind == "mirror":
         return _mirror(item.centre)
     k = int(kind.removeprefix("augmented"))
+    if item.image is None:
+        raise ValueError("augmented views need the examples loaded with keep_images=True")
     return augment(item.image, config.resolved_image_size, augment_rng(config.seed, k, index))
 
 
