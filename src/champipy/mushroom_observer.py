@@ -23,7 +23,8 @@ from .errors import ChampipyError, InvalidInput, RemoteFailed, RemoteTimeout
 from .fetch import SafeFetcher
 from .images import decode_image, sha256_hex
 from .settings import Settings
-from .store.base import LabelSource, NewImage, Store
+from .store.base import LabelSource, NewImage
+from .store.ports import ImageRepository
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +195,7 @@ Progress = Callable[[str, FetchSummary], None]
 
 
 def fetch_species(
-    store: Store,
+    store: ImageRepository,
     settings: Settings,
     client: MushroomObserverClient,
     species: list[str],
@@ -225,7 +226,7 @@ def fetch_species(
 
 
 def _store_one(
-    store: Store,
+    store: ImageRepository,
     settings: Settings,
     client: MushroomObserverClient,
     image: MoImage,

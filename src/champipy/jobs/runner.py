@@ -18,7 +18,8 @@ from huey.api import TaskLock
 from huey.exceptions import TaskLockedException
 
 from ..errors import ChampipyError, InvalidInput, QueueUnavailable
-from ..store.base import Job, JobState, Store, utcnow
+from ..store.base import Job, JobState, utcnow
+from ..store.ports import JobRepository
 from .queue import parse_cron
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ class JobRunner:
 
     def __init__(
         self,
-        store: Store,
+        store: JobRepository,
         huey: Huey,
         *,
         heartbeat_seconds: float = 10.0,
@@ -173,7 +174,7 @@ def _as_utc(moment: datetime) -> datetime:
 class _ProgressReporter:
     """The ``report`` callable given to handlers; writes at most once per interval."""
 
-    def __init__(self, store: Store, job_id: str, interval: float):
+    def __init__(self, store: JobRepository, job_id: str, interval: float):
         self._store = store
         self._job_id = job_id
         self._interval = interval
@@ -207,7 +208,7 @@ class _ProgressReporter:
 class _Heartbeat:
     """Refreshes the job's heartbeat from a thread, so long handlers stay visibly alive."""
 
-    def __init__(self, store: Store, job_id: str, interval: float,
+    def __init__(self, store: JobRepository, job_id: str, interval: float,
                  pending: Callable[[], dict[str, Any] | None] = lambda: None):
         self._store = store
         self._job_id = job_id

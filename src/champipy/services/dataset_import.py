@@ -12,7 +12,8 @@ from typing import Any
 from ..errors import ChampipyError, InvalidInput
 from ..images import decode_image, sha256_hex
 from ..settings import Settings
-from ..store.base import LabelSource, NewImage, Store
+from ..store.base import LabelSource, NewImage
+from ..store.ports import ImageRepository
 
 MAX_PACE_SECONDS = 10.0
 REJECTED_LISTED = 100  # a summary names this many rejected files; the count covers all
@@ -79,7 +80,7 @@ def list_dataset(root: Path) -> list[tuple[str, Path]]:
 
 
 def import_folder(
-    store: Store,
+    store: ImageRepository,
     root: Path,
     settings: Settings,
     *,
@@ -109,7 +110,7 @@ def import_folder(
 
 
 def _import_one(
-    store: Store,
+    store: ImageRepository,
     settings: Settings,
     summary: ImportSummary,
     species: str,

@@ -14,7 +14,8 @@ from datetime import timedelta
 
 from ..errors import Busy, Conflict, InvalidInput, NotFound, Unauthorized
 from ..passwords import hash_api_token, hash_password, new_api_token, verify_password
-from ..store.base import ApiToken, Role, Store, User, utcnow
+from ..store.base import ApiToken, Role, User, utcnow
+from ..store.ports import UserRepository
 from .login_throttle import LoginThrottle
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
@@ -47,26 +48,26 @@ def roles_for(admin: bool) -> tuple[str, ...]:
     return (Role.USER.value, Role.ADMIN.value) if admin else (Role.USER.value,)
 
 
-def add_user(store: Store, username: str, password: str, *, admin: bool = False) -> User:
+def add_user(store: UserRepository, username: str, password: str, *, admin: bool = False) -> User:
     validate_username(username)
     validate_password(password)
     return store.add_user(username, hash_password(password), roles_for(admin))
 
 
-def set_password(store: Store, username: str, password: str) -> User:
+def set_password(store: UserRepository, username: str, password: str) -> User:
     validate_password(password)
     return store.update_user(username, password_hash=hash_password(password))
 
 
-def set_admin(store: Store, username: str, admin: bool) -> User:
+def set_admin(store: UserRepository, username: str, admin: bool) -> User:
     return store.update_user(username, roles=roles_for(admin))
 
 
-def set_disabled(store: Store, username: str, disabled: bool) -> User:
+def set_disabled(store: UserRepository, username: str, disabled: bool) -> User:
     return store.update_user(username, disabled=disabled)
 
 
-def ensure_first_admin(store: Store, password: str, username: str = "admin") -> User | None:
+def ensure_first_admin(store: UserRepository, password: str, username: str = "admin") -> User | None:
     """Create the first admin from CHAMPIPY_ADMIN_PASSWORD, only if no admin exists yet."""
     if not password or any(u.is_admin for u in store.list_users()):
         return None
@@ -82,7 +83,7 @@ class IssuedToken:
     record: ApiToken
 
 
-def create_token(store: Store, username: str, name: str, *, expires_in_days: int | None = None) -> IssuedToken:
+def create_token(store: UserRepository, username: str, name: str, *, expires_in_days: int | None = None) -> IssuedToken:
     name = name.strip() or "api"
     if len(name) > 100:
         raise InvalidInput("A token name has at most 100 characters.")
@@ -91,7 +92,7 @@ def create_token(store: Store, username: str, name: str, *, expires_in_days: int
     return IssuedToken(token=token, record=store.add_token(username, name, hash_api_token(token), expires_at))
 
 
-def revoke_token(store: Store, username: str, token_id: str) -> None:
+def revoke_token(store: UserRepository, username: str, token_id: str) -> None:
     if not store.revoke_token(username, token_id):
         raise NotFound("No such token.")
 
@@ -109,7 +110,7 @@ class Authenticator:
     within that many seconds.
     """
 
-    def __init__(self, store: Store, throttle: LoginThrottle, remember_seconds: float = 300.0,
+    def __init__(self, store: UserRepository, throttle: LoginThrottle, remember_seconds: float = 300.0,
                  token_cache_seconds: float = 10.0, concurrent_verifications: int = 2):
         self.store = store
         self.throttle = throttle
