@@ -14,7 +14,7 @@ from champipy.artifacts import MODEL_FILE
 from champipy.model.classifier import Classifier
 from champipy.model.pipeline import load_weights, train_and_register
 from champipy.model.train import TrainConfig
-from champipy.registry import Registry
+from champipy.registry import Registry, follow_moved_data_dir
 from champipy.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -63,6 +63,7 @@ def test_a_copied_data_dir_serves_and_trains_inside_the_copy(trained_registry, t
         assert Path(outcome.version.source.removeprefix("file://")).is_relative_to(settings.mlflow_artifacts_dir)
         assert registry.version_for_alias().version == trained_registry.version  # not promoted
         assert not original.exists(), "the copy wrote at the original's place"
+        assert follow_moved_data_dir(settings) == 0, "moved once, then left alone"
     finally:
         away.rename(original)
     assert snapshot(original) == before
