@@ -369,7 +369,7 @@ def follow_moved_data_dir(settings: Settings) -> int:
     are no way out: MLflow makes them absolute when it records them. So on opening the local
     store, every recorded location under an artifact root of ours (a folder named
     ``mlartifacts``) that is not this data directory's is rewritten to this data directory's,
-    in one transaction; a store that was not moved costs one SELECT. Never called for a
+    in one transaction; a store that was not moved is only read. Never called for a
     configured ``CHAMPIPY_MLFLOW_URI``: a shared server's locations are its own business.
 
     Returns how many experiments were moved."""
@@ -383,11 +383,17 @@ def follow_moved_data_dir(settings: Settings) -> int:
                    if any(row[1] == column for row in connection.execute(f"PRAGMA table_info({table})"))}
         if ("experiments", "artifact_location") not in columns:
             return 0  # not migrated yet: nothing recorded
-        connection.execute("BEGIN IMMEDIATE")  # another process may be doing the same
-        try:
-            moved = sorted({location for (location,) in connection.execute(
+
+        def moved_roots() -> list[str]:
+            return sorted({location for (location,) in connection.execute(
                 "SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
                 (f"%/{settings.mlflow_artifacts_dir.name}",)) if location != current})
+
+        if not moved_roots():
+            return 0  # the usual case: only read, so a read-only store opens as before
+        connection.execute("BEGIN IMMEDIATE")  # another process may be doing the same: look again
+        try:
+            moved = moved_roots()
             for old in moved:
                 for table, column in sorted(columns):
                     connection.execute(
