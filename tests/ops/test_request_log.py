@@ -11,6 +11,7 @@ from champipy.api.request_log import note_user
 from support.live_server import client, live_server
 
 from .helpers import wait_until
+from .serving import serve
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -122,13 +123,14 @@ def test_the_access_line_names_the_user_once_known(plain_app, json_log):
     assert line["user"] == "alice"
 
 
-def test_a_client_that_leaves_mid_upload_is_one_info_line_not_a_traceback(plain_app, plain_account, json_log):
+def test_a_client_that_leaves_mid_upload_is_one_info_line_not_a_traceback(trained_registry, tmp_path, json_log):
     import base64
     import socket
 
-    credentials = base64.b64encode(f"{plain_account.username}:{plain_account.password}".encode()).decode()
-    with live_server(plain_app) as base_url:
-        host, port = base_url.removeprefix("http://").split(":")
+    # A serving app: one without a model answers /predictions 503 before reading the body.
+    with serve(trained_registry, tmp_path / "data") as served:
+        credentials = base64.b64encode(f"{served.user.username}:{served.user.password}".encode()).decode()
+        host, port = served.url.removeprefix("http://").split(":")
         for _ in range(3):
             with socket.create_connection((host, int(port))) as raw:
                 raw.sendall(
