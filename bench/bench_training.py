@@ -86,14 +86,21 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    mode = "fine-tune last %d blocks, %d epochs" % (config.variables, config.resolved_epochs) if config.fine_tune \
+    mode = (
+        f"fine-tune last {config.variables} blocks, {config.resolved_epochs} epochs"
+        if config.fine_tune
         else "frozen features"
+    )
     print(f"recipe: {config.backbone}, {mode}, seed {config.seed}")
-    print(f"train {train_seconds:.1f} s + export/parity {export_seconds:.1f} s "
-          f"= {train_seconds + export_seconds:.1f} s (limit 300 s); train CPU time {train_cpu_seconds:.0f} s "
-          f"on {config.threads} threads, load average {os.getloadavg()[0]:.1f}")
-    print(f"eval (n={report.n}): top-1 {report.top1:.3f}  top-3 {report.top3:.3f}  ECE {report.ece:.3f}"
-          f"  (targets >= 0.94, >= 0.98, <= 0.05)")
+    print(
+        f"train {train_seconds:.1f} s + export/parity {export_seconds:.1f} s "
+        f"= {train_seconds + export_seconds:.1f} s (limit 300 s); train CPU time {train_cpu_seconds:.0f} s "
+        f"on {config.threads} threads, load average {os.getloadavg()[0]:.1f}"
+    )
+    print(
+        f"eval (n={report.n}): top-1 {report.top1:.3f}  top-3 {report.top3:.3f}  ECE {report.ece:.3f}"
+        f"  (targets >= 0.94, >= 0.98, <= 0.05)"
+    )
 
 
 def _cpu_seconds() -> float:

@@ -34,9 +34,7 @@ from support.processes import stop_process
 
 BACKENDS = ("sqlite", "postgresql", "mongodb", "memory")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-POSTGRES_ADMIN_URL = os.environ.get(
-    "CHAMPIPY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test"
-)
+POSTGRES_ADMIN_URL = os.environ.get("CHAMPIPY_TEST_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/test")
 MONGO_PYTHON = REPO_ROOT / ".venv-mongo" / "bin" / "python"
 MONGO_LAUNCHER = REPO_ROOT / "scripts" / "mongo_server.py"
 MONGO_START_SECONDS = 30
@@ -82,25 +80,17 @@ class PostgresDatabase:
             self._shared_schema = self.new_schema_url()
             open_store(self._shared_schema[1]).close()
         schema, url = self._shared_schema
-        tables = [
-            sql.Identifier(schema, table.name) for table in sql_models.Base.metadata.sorted_tables
-        ]
+        tables = [sql.Identifier(schema, table.name) for table in sql_models.Base.metadata.sorted_tables]
         self._connection.execute(sql.SQL("TRUNCATE {}").format(sql.SQL(", ").join(tables)))
         return url
 
     def drop_schema(self, schema: str) -> None:
-        self._connection.execute(
-            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
-        )
+        self._connection.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
     def drop(self) -> None:
         self._connection.close()
         with psycopg.connect(self._admin_url, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                    sql.Identifier(self.name)
-                )
-            )
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name)))
 
 
 @pytest.fixture(scope="session")
@@ -129,8 +119,7 @@ def _wait_for_ready_line(process: subprocess.Popen[str], log: Path) -> str:
                 return line.split(None, 1)[1].strip()
     process.kill()
     pytest.fail(
-        f"the mongoeco server did not start within {MONGO_START_SECONDS} s:\n"
-        f"{log.read_text(errors='replace')[-2000:]}",
+        f"the mongoeco server did not start within {MONGO_START_SECONDS} s:\n{log.read_text(errors='replace')[-2000:]}",
         pytrace=False,
     )
 
@@ -166,9 +155,7 @@ def mongo_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mongo_admin(mongo_server_url: str) -> Iterator[pymongo.MongoClient]:
-    client: pymongo.MongoClient = pymongo.MongoClient(
-        mongo_server_url, serverSelectionTimeoutMS=3000
-    )
+    client: pymongo.MongoClient = pymongo.MongoClient(mongo_server_url, serverSelectionTimeoutMS=3000)
     try:
         client.admin.command("ping")
     except pymongo.errors.PyMongoError as error:
@@ -182,9 +169,7 @@ DatabaseUrlFactory = Callable[[str], str]
 
 
 @pytest.fixture
-def database_url_for(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[DatabaseUrlFactory]:
+def database_url_for(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DatabaseUrlFactory]:
     """``database_url_for(backend)``: the URL of a new, empty database, removed after the test.
 
     ``backend`` is one of ``BACKENDS``. Opening a store on the URL creates the schema.
@@ -224,7 +209,6 @@ def store(request: pytest.FixtureRequest, database_url_for: DatabaseUrlFactory) 
     opened = open_store(url)
     yield opened
     opened.close()
-
 
 
 # --- a trained model ---------------------------------------------------------------------------

@@ -77,17 +77,29 @@ class Container:
         self.store.close()
 
 
-def build_container(settings: Settings, *, serving: bool = False,
-                    runner_options: RunnerOptions | None = None) -> Container:
+def build_container(
+    settings: Settings, *, serving: bool = False, runner_options: RunnerOptions | None = None
+) -> Container:
     """The store and auth always; with ``serving`` also models, predictions and jobs."""
     settings.ensure_data_dir()
     store = open_store(settings.resolved_database_url)
     throttle = LoginThrottle(
-        throttle_storage(settings.redis_url), settings.login_max_failures, settings.login_lockout_seconds,
-        user_soft_limit=settings.login_user_soft_limit, user_delay_seconds=settings.login_user_delay_seconds)
-    container = Container(settings=settings, store=store, authenticator=Authenticator(
-        store, throttle, token_cache_seconds=settings.token_cache_seconds,
-        concurrent_verifications=settings.login_concurrent_verifications))
+        throttle_storage(settings.redis_url),
+        settings.login_max_failures,
+        settings.login_lockout_seconds,
+        user_soft_limit=settings.login_user_soft_limit,
+        user_delay_seconds=settings.login_user_delay_seconds,
+    )
+    container = Container(
+        settings=settings,
+        store=store,
+        authenticator=Authenticator(
+            store,
+            throttle,
+            token_cache_seconds=settings.token_cache_seconds,
+            concurrent_verifications=settings.login_concurrent_verifications,
+        ),
+    )
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):
         log.info("created the first admin account 'admin' from CHAMPIPY_ADMIN_PASSWORD")
     if serving:
@@ -122,17 +134,21 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     fetcher = SafeFetcher(settings)
     spool = ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
     quota = DailyQuota(throttle_storage(settings.redis_url), settings.daily_predictions_per_user)
-    jobs = create_runner(settings, store, queue_name=options.queue_name or DEFAULT_QUEUE_NAME,
-                         heartbeat_seconds=options.heartbeat_seconds,
-                         stale_after_seconds=options.stale_after_seconds)
+    jobs = create_runner(
+        settings,
+        store,
+        queue_name=options.queue_name or DEFAULT_QUEUE_NAME,
+        heartbeat_seconds=options.heartbeat_seconds,
+        stale_after_seconds=options.stale_after_seconds,
+    )
     lifecycle = ModelLifecycle(settings, store, registry, models, jobs)
-    monitor = Monitor(settings, store, models, registry, lifecycle,
-                      alert=lambda payload: post_alert(settings, payload))
+    monitor = Monitor(settings, store, models, registry, lifecycle, alert=lambda payload: post_alert(settings, payload))
     register_model_jobs(jobs, lifecycle, monitor)
     container.registry, container.models, container.jobs = registry, models, jobs
     container.lifecycle, container.monitor = lifecycle, monitor
-    container.predictor = PredictionService(settings, store, models, fetcher, spool, quota,
-                                            observer=container.prediction_events)
+    container.predictor = PredictionService(
+        settings, store, models, fetcher, spool, quota, observer=container.prediction_events
+    )
     container.on_close(fetcher.close)
 
 

@@ -137,8 +137,7 @@ class GuardedBackend(httpcore.NetworkBackend):
             if refused:
                 log.warning("refused fetch of %s:%s resolving to %s", host, port, refused)
                 raise AddressNotAllowed(
-                    f"The host {host!r} is not a public internet address; "
-                    "images can only be fetched from public hosts."
+                    f"The host {host!r} is not a public internet address; images can only be fetched from public hosts."
                 )
         return self._connect_first(addresses, port, timeout, local_address, socket_options)
 
@@ -179,8 +178,9 @@ class GuardedBackend(httpcore.NetworkBackend):
                 error = exc
         raise error
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Iterable[Any] | None = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
         raise AddressNotAllowed("Unix sockets are never fetched.")
 
     def sleep(self, seconds: float) -> None:
@@ -198,8 +198,9 @@ class _GuardedTransport(httpx.HTTPTransport):
         # everything through ``_pool``, so we hand it a pool built on our backend.
         if not isinstance(getattr(self, "_pool", None), httpcore.ConnectionPool):
             raise RuntimeError("this httpx version has no HTTPTransport._pool to replace")
-        self._pool = httpcore.ConnectionPool(ssl_context=ssl_context, network_backend=backend,
-                                             max_connections=max_connections)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context, network_backend=backend, max_connections=max_connections
+        )
 
 
 @dataclass(frozen=True)
@@ -227,9 +228,7 @@ class SafeFetcher:
     ):
         self._max_bytes = settings.fetch_max_bytes
         self._max_redirects = settings.fetch_max_redirects
-        self._total_timeout = total_timeout or (
-            settings.fetch_connect_timeout + 2 * settings.fetch_read_timeout
-        )
+        self._total_timeout = total_timeout or (settings.fetch_connect_timeout + 2 * settings.fetch_read_timeout)
         backend = GuardedBackend(settings.allowed_fetch_hosts, resolver)
         context = ssl_context or httpx.create_ssl_context(trust_env=False)
         self._client = httpx.Client(

@@ -25,6 +25,7 @@ _EXIF_ORIENTATION = 0x0112
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF")
 ACCEPTED_FORMATS_TEXT = "JPEG, PNG, WebP or GIF (first frame)"
 
+
 # No real photo comes near these (the data set: short side >= 71 px, ratio <= 2.3); a 1x100000
 # PNG of 470 bytes does, and would make preprocessing build a 260x26,000,000 image.
 @dataclass(frozen=True)
@@ -69,8 +70,15 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
             image = to_rgb(probe)
     except (TooLarge, UnsupportedImageShape):
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning, EOFError) as exc:
+    except (
+        UnidentifiedImageError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+        EOFError,
+    ) as exc:
         raise NotAnImage(
             f"The file is not an image that can be read; accepted formats: {ACCEPTED_FORMATS_TEXT}."
         ) from exc

@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 # The id of the HTTP request being handled, if any (set by api/request_log.py).
 request_id: ContextVar[str | None] = ContextVar("champipy_request_id", default=None)
@@ -25,7 +25,7 @@ _FIELDS = ("request_id", "method", "path", "route", "status", "duration_ms", "us
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

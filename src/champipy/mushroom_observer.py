@@ -77,14 +77,16 @@ class MushroomObserverClient:
         self._fetcher = fetcher
         self._owns_fetcher = False
         self._limiter = RateLimiter(request_interval)
-        self._http = httpx.Client(
-            timeout=timeout, headers={"User-Agent": f"ChampiPy/{__version__} (dataset builder)"}
-        )
+        self._http = httpx.Client(timeout=timeout, headers={"User-Agent": f"ChampiPy/{__version__} (dataset builder)"})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MushroomObserverClient:
-        client = cls(SafeFetcher(settings), api_url=settings.mo_api_url,
-                     request_interval=settings.mo_request_interval, timeout=settings.mo_timeout)
+        client = cls(
+            SafeFetcher(settings),
+            api_url=settings.mo_api_url,
+            request_interval=settings.mo_request_interval,
+            timeout=settings.mo_timeout,
+        )
         client._owns_fetcher = True
         return client
 

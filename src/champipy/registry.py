@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +120,8 @@ class Registry:
         except MlflowException:
             try:
                 self.client.create_registered_model(
-                    self.model_name, description="ChampiPy mushroom species classifier (ONNX + torch weights)")
+                    self.model_name, description="ChampiPy mushroom species classifier (ONNX + torch weights)"
+                )
             except MlflowException:
                 self.client.get_registered_model(self.model_name)  # created concurrently
 
@@ -151,8 +152,9 @@ class Registry:
             if not required.is_file():
                 raise FileNotFoundError(required)
         client = self.client
-        run = client.create_run(self._experiment_id(), run_name=run_name,
-                                tags={"champipy.kind": "training", **(tags or {})})
+        run = client.create_run(
+            self._experiment_id(), run_name=run_name, tags={"champipy.kind": "training", **(tags or {})}
+        )
         run_id = run.info.run_id
         try:
             now = int(time.time() * 1000)
@@ -160,14 +162,21 @@ class Registry:
             batch_metrics = [Metric(k, float(v), now, 0) for k, v in metrics.items() if _is_number(v)]
             for entry in history:  # per-epoch curves: epoch_loss, epoch_val_accuracy, ...
                 step = int(entry.get("epoch", 0))
-                batch_metrics += [Metric(f"epoch_{k}", float(v), now, step) for k, v in entry.items()
-                                  if k not in ("epoch", "epochs", "stage") and _is_number(v)]
+                batch_metrics += [
+                    Metric(f"epoch_{k}", float(v), now, step)
+                    for k, v in entry.items()
+                    if k not in ("epoch", "epochs", "stage") and _is_number(v)
+                ]
             for start in range(0, max(len(batch_params), len(batch_metrics)), 100):
-                client.log_batch(run_id, metrics=batch_metrics[start:start + 100],
-                                 params=batch_params[start:start + 100],
-                                 tags=[RunTag("mlflow.note.content", description)] if description and start == 0 else [])
-            client.log_dict(run_id, list(manifest), "manifest.json")
-            client.log_dict(run_id, list(history), "history.json")
+                client.log_batch(
+                    run_id,
+                    metrics=batch_metrics[start : start + 100],
+                    params=batch_params[start : start + 100],
+                    tags=[RunTag("mlflow.note.content", description)] if description and start == 0 else [],
+                )
+            # MLflow's hint says dict, but it writes any JSON value (these are lists, as they always were).
+            client.log_dict(run_id, list(manifest), "manifest.json")  # type: ignore[arg-type]
+            client.log_dict(run_id, list(history), "history.json")  # type: ignore[arg-type]
             for name, report in (reports or {}).items():
                 client.log_dict(run_id, report, f"{name}.json")
             for path in images:
@@ -196,14 +205,16 @@ class Registry:
         if not run_id:
             return
         now = time.time()
-        self.client.log_batch(run_id, metrics=[Metric(k, float(v), int(now * 1000), int(now))
-                                               for k, v in metrics.items()])
+        self.client.log_batch(
+            run_id, metrics=[Metric(k, float(v), int(now * 1000), int(now)) for k, v in metrics.items()]
+        )
 
     def promote(self, version: str | int, alias: str | None = None) -> ModelVersionInfo:
         """Point ``alias`` (default: the production alias) at ``version``."""
         info = self.get_version(version)
-        self.client.set_registered_model_alias(self.model_name, _alias(alias or self.settings.production_alias),
-                                               info.version)
+        self.client.set_registered_model_alias(
+            self.model_name, _alias(alias or self.settings.production_alias), info.version
+        )
         return self.get_version(info.version)
 
     # --- reading -------------------------------------------------------------------------
@@ -215,8 +226,10 @@ class Registry:
             found = self.client.search_model_versions(f"name = '{self.model_name}'")
         except MlflowException:
             return []
-        return [self._info(self.client.get_model_version(self.model_name, mv.version))
-                for mv in sorted(found, key=lambda mv: int(mv.version), reverse=True)]
+        return [
+            self._info(self.client.get_model_version(self.model_name, mv.version))
+            for mv in sorted(found, key=lambda mv: int(mv.version), reverse=True)
+        ]
 
     def get_version(self, version: str | int) -> ModelVersionInfo:
         """Raises NotFound for an unknown version."""
@@ -248,6 +261,7 @@ class Registry:
             if exc.error_code not in _ABSENT:
                 raise  # the registry is down or unreadable: not the same as "no such alias"
         if name == LEGACY_STAGE.lower():
+            found: Sequence[Any]
             try:
                 found = self.client.search_model_versions(f"name = '{self.model_name}'")
             except MlflowException:
@@ -331,7 +345,7 @@ class Registry:
             aliases=tuple(sorted(getattr(mv, "aliases", []) or [])),
             metrics=metrics,
             params=params,
-            created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc),
+            created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
             source=mv.source or "",
             description=mv.description or "",
             tags=dict(mv.tags or {}),
@@ -344,8 +358,11 @@ class Registry:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
         try:
-            downloaded = Path(mlflow.artifacts.download_artifacts(
-                artifact_uri=artifact_uri, dst_path=str(staging), tracking_uri=self.uri))
+            downloaded = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=artifact_uri, dst_path=str(staging), tracking_uri=self.uri
+                )
+            )
             finish(downloaded)
             if target.exists():
                 shutil.rmtree(target, ignore_errors=True)
@@ -379,15 +396,25 @@ def follow_moved_data_dir(settings: Settings) -> int:
         return 0  # a new store: MLflow creates it, and _experiment_id records the right root
     connection = sqlite3.connect(database, timeout=30, isolation_level=None)
     try:
-        columns = {(table, column) for table, column in _ARTIFACT_URI_COLUMNS
-                   if any(row[1] == column for row in connection.execute(f"PRAGMA table_info({table})"))}
+        columns = {
+            (table, column)
+            for table, column in _ARTIFACT_URI_COLUMNS
+            if any(row[1] == column for row in connection.execute(f"PRAGMA table_info({table})"))
+        }
         if ("experiments", "artifact_location") not in columns:
             return 0  # not migrated yet: nothing recorded
 
         def moved_roots() -> list[str]:
-            return sorted({location for (location,) in connection.execute(
-                "SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
-                (f"%/{settings.mlflow_artifacts_dir.name}",)) if location != current})
+            return sorted(
+                {
+                    location
+                    for (location,) in connection.execute(
+                        "SELECT artifact_location FROM experiments WHERE artifact_location LIKE ?",
+                        (f"%/{settings.mlflow_artifacts_dir.name}",),
+                    )
+                    if location != current
+                }
+            )
 
         if not moved_roots():
             return 0  # the usual case: only read, so a read-only store opens as before
@@ -399,7 +426,8 @@ def follow_moved_data_dir(settings: Settings) -> int:
                     connection.execute(
                         f"UPDATE {table} SET {column} = ? || substr({column}, ?) "
                         f"WHERE {column} = ? OR substr({column}, 1, ?) = ?",
-                        (current, len(old) + 1, old, len(old) + 1, f"{old}/"))
+                        (current, len(old) + 1, old, len(old) + 1, f"{old}/"),
+                    )
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
@@ -407,11 +435,17 @@ def follow_moved_data_dir(settings: Settings) -> int:
     finally:
         connection.close()
     for old in moved:
-        log.warning("The MLflow store %s recorded its artifacts at %s: the data directory was moved "
-                    "or copied, it now uses %s.", database, old, current)
+        log.warning(
+            "The MLflow store %s recorded its artifacts at %s: the data directory was moved or copied, it now uses %s.",
+            database,
+            old,
+            current,
+        )
     if moved and not settings.mlflow_artifacts_dir.is_dir():
-        log.warning("%s is missing: the registered models' artifacts did not come with the data "
-                    "directory.", settings.mlflow_artifacts_dir)
+        log.warning(
+            "%s is missing: the registered models' artifacts did not come with the data directory.",
+            settings.mlflow_artifacts_dir,
+        )
     return len(moved)
 
 

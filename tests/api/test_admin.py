@@ -32,8 +32,14 @@ def admin_api(tmp_path, trained_registry):
     store = open_store(settings.resolved_database_url)
     user, admin = make_account(store), make_account(store, admin=True, prefix="admin")
     with live_server(create_app(settings)) as base_url:
-        yield {"url": base_url, "user": user, "admin": admin, "store": store, "settings": settings,
-               "version": trained_registry.version}
+        yield {
+            "url": base_url,
+            "user": user,
+            "admin": admin,
+            "store": store,
+            "settings": settings,
+            "version": trained_registry.version,
+        }
     store.close()
 
 
@@ -143,8 +149,9 @@ def test_finetune_job_end_to_end_registered_promoted_served(admin_api):
     assert import_subset(settings, store, per_species=1, skip=PER_SPECIES) == 10  # photos it never saw
 
     with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
-        submitted = c.post("/finetune", params={"model_name": "champipy", "stage": "Production",
-                                                "variables": 1, "epochs": 1})
+        submitted = c.post(
+            "/finetune", params={"model_name": "champipy", "stage": "Production", "variables": 1, "epochs": 1}
+        )
         assert submitted.status_code == 202, submitted.text
         job = wait_for_job(c, submitted.json()["id"])
         assert job["state"] == "succeeded", job["error"]
@@ -170,7 +177,7 @@ def import_subset(settings, store, per_species: int, skip: int = 0) -> int:
     subset = Path(settings.data_dir) / f"subset-{skip}"
     for species in sorted(p.name for p in Path(settings.dataset_dir).iterdir()):
         (subset / species).mkdir(parents=True)
-        for f in sorted((Path(settings.dataset_dir) / species).iterdir())[skip:skip + per_species]:
+        for f in sorted((Path(settings.dataset_dir) / species).iterdir())[skip : skip + per_species]:
             shutil.copy(f, subset / species / f.name)
     return import_folder(store, subset, settings).added
 

@@ -36,8 +36,13 @@ def start(tmp_path, trained_registry):
         settings = trained_registry.settings_for(tmp_path / "data", **overrides)
         store = open_store(settings.resolved_database_url)
         stores.append(store)
-        return settings, store, make_account(store), make_account(store, prefix="other"), live_server(
-            create_app(settings))
+        return (
+            settings,
+            store,
+            make_account(store),
+            make_account(store, prefix="other"),
+            live_server(create_app(settings)),
+        )
 
     yield run
     for store in stores:
@@ -55,7 +60,9 @@ def test_kept_photos_are_stored_shrunk_and_keyed_by_the_original_bytes(start):
     stored_small, stored_large = (store.get_image_bytes(sha256_hex(data)) for data in (small, large))
     assert stored_small == small, "a photo within the bound is kept byte for byte"
     shrunk = Image.open(io.BytesIO(stored_large))
-    assert max(shrunk.size) == settings.kept_image_max_side and shrunk.size[0] / shrunk.size[1] == pytest.approx(1.5, abs=0.01)
+    assert max(shrunk.size) == settings.kept_image_max_side and shrunk.size[0] / shrunk.size[1] == pytest.approx(
+        1.5, abs=0.01
+    )
     assert len(stored_large) < len(large) / 3
 
 

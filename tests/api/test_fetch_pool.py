@@ -30,14 +30,22 @@ def world(tmp_path, trained_registry):
     probe = trained_registry.settings_for(tmp_path / "probe")
     photo = next(p for p in sorted(Path(probe.eval_dir).rglob("*.jpg"))).read_bytes()
     with ImageServer({"/photo.jpg": (200, photo, "image/jpeg")}) as images, DripServer() as drip:
+
         def start(**overrides):
             settings = trained_registry.settings_for(
-                tmp_path / "data", fetch_allow_hosts=f"{images.host},{drip.host}", fetch_read_timeout=4.0,
-                fetch_connect_timeout=1.0, **overrides)
+                tmp_path / "data",
+                fetch_allow_hosts=f"{images.host},{drip.host}",
+                fetch_read_timeout=4.0,
+                fetch_connect_timeout=1.0,
+                **overrides,
+            )
             store = open_store(settings.resolved_database_url)
             stores.append(store)
-            return make_account(store, prefix="slow"), make_account(store, prefix="other"), live_server(
-                create_app(settings))
+            return (
+                make_account(store, prefix="slow"),
+                make_account(store, prefix="other"),
+                live_server(create_app(settings)),
+            )
 
         stores: list = []
         yield start, images, drip

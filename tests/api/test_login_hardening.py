@@ -28,17 +28,18 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def from_address(base_url: str, address: str) -> httpx.Client:
-    return httpx.Client(base_url=base_url, transport=httpx.HTTPTransport(local_address=address),
-                        trust_env=False, timeout=60)
+    return httpx.Client(
+        base_url=base_url, transport=httpx.HTTPTransport(local_address=address), trust_env=False, timeout=60
+    )
 
 
 def peak_rss_bytes() -> int:
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM:"))
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
     return int(line.split()[1]) * 1024
 
 
 def metric(text: str, name: str) -> float:
-    return float(next(l for l in text.splitlines() if l.startswith(name + " ")).split()[1])
+    return float(next(x for x in text.splitlines() if x.startswith(name + " ")).split()[1])
 
 
 @pytest.fixture
@@ -61,8 +62,9 @@ def test_forty_parallel_wrong_passwords_get_five_verifications(server):
     victim = make_account(store)
     with running as url, from_address(url, "127.0.0.2") as c:
         with ThreadPoolExecutor(40) as pool:
-            codes = list(pool.map(lambda i: c.get("/user", auth=(victim.username, f"guess-{i}")).status_code,
-                                  range(40)))
+            codes = list(
+                pool.map(lambda i: c.get("/user", auth=(victim.username, f"guess-{i}")).status_code, range(40))
+            )
     assert codes.count(401) == settings.login_max_failures, codes  # each 401 is one verification
     assert codes.count(429) == 40 - settings.login_max_failures
 
@@ -120,8 +122,9 @@ def test_argon2_memory_is_bounded_by_the_verification_slots(server):
         Path("/proc/self/clear_refs").write_text("5")
         before = peak_rss_bytes()
         with ThreadPoolExecutor(40) as pool:
-            codes = set(pool.map(lambda i: c.get("/user", auth=(f"nobody-{i}", "wrong-password")).status_code,
-                                 range(40)))
+            codes = set(
+                pool.map(lambda i: c.get("/user", auth=(f"nobody-{i}", "wrong-password")).status_code, range(40))
+            )
         grown = peak_rss_bytes() - before
     assert codes == {401}
     assert grown < 3 * 64 * MIB, f"+{grown / MIB:.0f} MiB: more than two argon2 verifications at once"

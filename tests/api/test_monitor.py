@@ -41,11 +41,18 @@ class Webhook:
 
 
 def run_monitor(settings, eval_dir: Path, webhook_url: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "CHAMPIPY_DATA_DIR": str(settings.data_dir), "CHAMPIPY_MLFLOW_URI": settings.mlflow_uri,
-           "CHAMPIPY_EVAL_DIR": str(eval_dir), "CHAMPIPY_ALERT_WEBHOOK_URL": webhook_url,
-           "CHAMPIPY_TARGET_ACCURACY": "0.70", "CHAMPIPY_TARGET_NEW_IMAGES": "500"}
-    return subprocess.run([sys.executable, "-m", "champipy", "monitor", "--json"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    env = {
+        **os.environ,
+        "CHAMPIPY_DATA_DIR": str(settings.data_dir),
+        "CHAMPIPY_MLFLOW_URI": settings.mlflow_uri,
+        "CHAMPIPY_EVAL_DIR": str(eval_dir),
+        "CHAMPIPY_ALERT_WEBHOOK_URL": webhook_url,
+        "CHAMPIPY_TARGET_ACCURACY": "0.70",
+        "CHAMPIPY_TARGET_NEW_IMAGES": "500",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "champipy", "monitor", "--json"], capture_output=True, text=True, env=env, timeout=300
+    )
 
 
 def shuffled_copy(eval_dir: Path, target: Path) -> Path:
@@ -92,8 +99,7 @@ def test_post_monitor_alerts_like_the_cli(tmp_path, trained_registry):
     shuffled = shuffled_copy(trained_registry.eval_dir, tmp_path / "shuffled")
     try:
         for eval_dir, name in ((trained_registry.eval_dir, "real"), (shuffled, "shuffled")):
-            settings = trained_registry.settings_for(tmp_path / name, eval_dir=eval_dir,
-                                                     alert_webhook_url=webhook.url)
+            settings = trained_registry.settings_for(tmp_path / name, eval_dir=eval_dir, alert_webhook_url=webhook.url)
             store = open_store(settings.resolved_database_url)
             admin = make_account(store, admin=True, prefix="admin")
             with live_server(create_app(settings)) as url, client(url, auth=admin.auth) as c:

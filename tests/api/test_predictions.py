@@ -32,16 +32,26 @@ def dataset_photo(settings, species: str | None = None, index: int = 0) -> tuple
 def served(tmp_path, trained_registry):
     """A live API serving the trained model, an image server allow-listed for URL tests."""
     name, photo = dataset_photo(trained_registry.settings_for(tmp_path / "probe"), "Amanita muscaria")
-    with ImageServer({
-        "/images/photo.jpg": (200, photo, "image/jpeg"),
-        "/images/not-an-image.jpg": (200, b"<html>hello</html>", "image/jpeg"),
-    }) as images:
+    with ImageServer(
+        {
+            "/images/photo.jpg": (200, photo, "image/jpeg"),
+            "/images/not-an-image.jpg": (200, b"<html>hello</html>", "image/jpeg"),
+        }
+    ) as images:
         settings = trained_registry.settings_for(tmp_path / "data", fetch_allow_hosts=images.host)
         store = open_store(settings.resolved_database_url)
         user, admin = make_account(store), make_account(store, admin=True, prefix="admin")
         with live_server(create_app(settings)) as base_url:
-            yield {"url": base_url, "user": user, "admin": admin, "store": store, "images": images,
-                   "settings": settings, "photo": photo, "species": name}
+            yield {
+                "url": base_url,
+                "user": user,
+                "admin": admin,
+                "store": store,
+                "images": images,
+                "settings": settings,
+                "photo": photo,
+                "species": name,
+            }
         store.close()
 
 
@@ -94,8 +104,7 @@ def test_the_cache_survives_a_restart_and_every_request_is_stored(served):
     with client(served["url"], auth=served["user"].auth) as c:
         first = upload(c, served["photo"]).json()
     # A second process on the same store starts with an empty memory: the answer comes from the store.
-    with live_server(create_app(served["settings"])) as restarted, \
-            client(restarted, auth=served["user"].auth) as c:
+    with live_server(create_app(served["settings"])) as restarted, client(restarted, auth=served["user"].auth) as c:
         again = [upload(c, served["photo"]).json() for _ in range(3)]
     assert all(a["cached"] is True and a["results"] == first["results"] for a in again)
     assert all(a["kept_for_training"] == first["kept_for_training"] for a in again)

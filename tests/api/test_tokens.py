@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from champipy.api.app import create_app
 from champipy.store import open_store
@@ -53,7 +53,6 @@ def test_wrong_types_in_token_body_are_422(api, accounts):
     assert answer.json()["error"] == "invalid_input"
 
 
-
 def test_a_token_of_a_user_disabled_elsewhere_is_refused(api_settings, accounts):
     # The CLI disables users from another process; with the token memory off the next request sees it.
     settings = api_settings.model_copy(update={"token_cache_seconds": 0})
@@ -98,7 +97,7 @@ def test_a_token_can_expire(api, accounts, api_settings):
         invalid = c.post("/tokens", json={"name": "bad", "expires_in_days": 0})
     assert created.status_code == 201 and never.status_code == 201 and invalid.status_code == 422
     expires_at = datetime.fromisoformat(created.json()["expires_at"])
-    assert timedelta(days=29, hours=23) < expires_at - datetime.now(timezone.utc) <= timedelta(days=30)
+    assert timedelta(days=29, hours=23) < expires_at - datetime.now(UTC) <= timedelta(days=30)
     assert never.json()["expires_at"] is None
 
     from champipy.passwords import hash_api_token, new_api_token
@@ -106,8 +105,12 @@ def test_a_token_can_expire(api, accounts, api_settings):
     store = open_store(api_settings.resolved_database_url)
     try:  # one that expired a second ago, as the store would hold it after 30 days
         expired = new_api_token()
-        store.add_token(accounts["user"].username, "old", hash_api_token(expired),
-                        expires_at=datetime.now(timezone.utc) - timedelta(seconds=1))
+        store.add_token(
+            accounts["user"].username,
+            "old",
+            hash_api_token(expired),
+            expires_at=datetime.now(UTC) - timedelta(seconds=1),
+        )
     finally:
         store.close()
     with client(api, headers={"Authorization": f"Bearer {expired}"}) as c:

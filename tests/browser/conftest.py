@@ -82,8 +82,11 @@ def start_model_server(production_model_settings, tmp_path) -> Iterator[Callable
 @pytest.fixture(scope="session")
 def browser():
     if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: `apt-get install -y chromium` "
-                    "(or point CHAMPIPY_CHROMIUM at a Chromium binary).", pytrace=False)
+        pytest.fail(
+            f"Chromium is missing at {CHROMIUM}: `apt-get install -y chromium` "
+            "(or point CHAMPIPY_CHROMIUM at a Chromium binary).",
+            pytrace=False,
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -119,8 +122,13 @@ def open_page(browser) -> Iterator[Callable[..., Watched]]:
 
     def open_(base_url: str, viewport: dict = DESKTOP) -> Watched:
         phone = viewport["width"] < 600
-        context = browser.new_context(base_url=base_url, viewport=viewport, is_mobile=phone, has_touch=phone,
-                                      device_scale_factor=2 if phone else 1)
+        context = browser.new_context(
+            base_url=base_url,
+            viewport=viewport,
+            is_mobile=phone,
+            has_touch=phone,
+            device_scale_factor=2 if phone else 1,
+        )
         context.set_default_timeout(20_000)
         page = context.new_page()
         watched = Watched(page)

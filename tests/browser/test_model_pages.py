@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -45,8 +45,9 @@ def labels_of(server) -> list[str]:
     with client(server.url, auth=server.admin.auth) as http:
         status = http.get("/status").json()
         assert status["model"]["loaded"], f"no model serves: {status}"
-        prediction = http.post("/predictions", files={"file": ("p.jpg", _jpeg(), "image/jpeg")},
-                               data={"top_k": "1"}).json()
+        prediction = http.post(
+            "/predictions", files={"file": ("p.jpg", _jpeg(), "image/jpeg")}, data={"top_k": "1"}
+        ).json()
         return [s["species"] for s in http.get(f"/predictions/{prediction['id']}").json()["results"]]
 
 
@@ -59,8 +60,10 @@ def _jpeg() -> bytes:
 def wait_for_result(page) -> list[tuple[str, str]]:
     page.wait_for_selector("[data-testid=result]:not([hidden]) #bars li")
     rows = page.locator("#bars li")
-    return [(rows.nth(i).locator(".species").inner_text(), rows.nth(i).locator(".pct").inner_text())
-            for i in range(rows.count())]
+    return [
+        (rows.nth(i).locator(".species").inner_text(), rows.nth(i).locator(".pct").inner_text())
+        for i in range(rows.count())
+    ]
 
 
 def test_upload_a_photo_see_the_species_and_give_feedback(start_model_server, open_page, tmp_path):
@@ -79,7 +82,9 @@ def test_upload_a_photo_see_the_species_and_give_feedback(start_model_server, op
     assert page.evaluate("document.getElementById('photo').naturalWidth") > 0
     assert page.get_by_test_id("uncertain").is_hidden()
     link = page.get_by_test_id("mo-link")
-    assert link.get_attribute("href") == "https://mushroomobserver.org/names?pattern=" + quote(top.replace("_", " "), safe="")
+    assert link.get_attribute("href") == "https://mushroomobserver.org/names?pattern=" + quote(
+        top.replace("_", " "), safe=""
+    )
     assert top in link.inner_text()
 
     page.get_by_test_id("confirm").click()
@@ -157,13 +162,19 @@ def _versions(server) -> list[dict]:
 
 
 def _add_checks(store, accuracies: list[float]) -> None:
-    start = datetime.now(timezone.utc) - timedelta(days=7 * len(accuracies))
+    start = datetime.now(UTC) - timedelta(days=7 * len(accuracies))
     for n, accuracy in enumerate(accuracies):
-        store.add_event(MONITOR, {
-            "ok": accuracy >= 0.7, "accuracy": accuracy, "nb_new_img": 10 * n, "model_version": "1",
-            "alerts": [] if accuracy >= 0.7 else [f"accuracy {accuracy:.3f} is below the target 0.70"],
-            "checked_at": (start + timedelta(days=7 * n)).isoformat(),
-        })
+        store.add_event(
+            MONITOR,
+            {
+                "ok": accuracy >= 0.7,
+                "accuracy": accuracy,
+                "nb_new_img": 10 * n,
+                "model_version": "1",
+                "alerts": [] if accuracy >= 0.7 else [f"accuracy {accuracy:.3f} is below the target 0.70"],
+                "checked_at": (start + timedelta(days=7 * n)).isoformat(),
+            },
+        )
 
 
 def _add_images(store, count: int) -> None:
@@ -171,8 +182,9 @@ def _add_images(store, count: int) -> None:
         out = io.BytesIO()
         Image.new("RGB", (16, 16), (n * 40 % 256, 10, 200)).save(out, format="PNG")
         data = out.getvalue()
-        store.add_image(NewImage(sha256=hashlib.sha256(data).hexdigest(), data=data, label="x",
-                                 label_source=LabelSource.IMPORTED))
+        store.add_image(
+            NewImage(sha256=hashlib.sha256(data).hexdigest(), data=data, label="x", label_source=LabelSource.IMPORTED)
+        )
 
 
 @pytest.fixture
@@ -218,8 +230,9 @@ def test_admin_dashboard_promote_a_version_and_see_it_serving(dashboard_server, 
 
 def test_jobs_show_live_progress_and_the_finetune_form_starts_one(start_model_server, open_page):
     server = start_model_server()
-    running = server.store.add_job("finetune", {"epochs": 5, "variables": 2, "promote_if_better": False},
-                                   server.admin.username)
+    running = server.store.add_job(
+        "finetune", {"epochs": 5, "variables": 2, "promote_if_better": False}, server.admin.username
+    )
     server.store.update_job(running.id, state=JobState.RUNNING, progress={"stage": "training", "epoch": 2, "epochs": 5})
     w = open_page(server.url, PHONE)
     page = w.page

@@ -70,7 +70,9 @@ def test_pages_fit_the_screen(web_server, open_page, viewport):
 def test_the_api_docs_render_from_our_own_assets_under_a_strict_policy(web_server, open_page):
     w = open_page(web_server.url)
     outside: list[str] = []
-    w.page.on("request", lambda request: None if request.url.startswith(web_server.url) else outside.append(request.url))
+    w.page.on(
+        "request", lambda request: None if request.url.startswith(web_server.url) else outside.append(request.url)
+    )
     answer = w.page.goto("/docs")
     policy = answer.headers["content-security-policy"]
     assert "script-src 'self' 'sha256-" in policy and "unsafe-inline" not in policy.split("script-src")[1].split(";")[0]

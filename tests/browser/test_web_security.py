@@ -19,8 +19,15 @@ from champipy.settings import Settings
 from champipy.web.session import SECRET_FILE, SESSION_COOKIE, load_secret_key
 from support.live_server import client, live_server
 
-CSP_PARTS = ["default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data: blob: https:",
-             "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"]
+CSP_PARTS = [
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self' data: blob: https:",
+    "frame-ancestors 'none'",
+    "form-action 'self'",
+    "base-uri 'none'",
+]
 
 
 def login_token(html: str) -> str:
@@ -36,8 +43,15 @@ def signed_in(base_url: str, account, **kwargs) -> Iterator[tuple[httpx.Client, 
     """A client holding a session cookie, and the CSRF token of its pages."""
     with client(base_url, **kwargs) as http:
         form = http.get("/")
-        answer = http.post("/login", data={"username": account.username, "password": account.password,
-                                           "csrf_token": login_token(form.text), "next": "/"})
+        answer = http.post(
+            "/login",
+            data={
+                "username": account.username,
+                "password": account.password,
+                "csrf_token": login_token(form.text),
+                "next": "/",
+            },
+        )
         assert answer.status_code == 303 and answer.headers["location"] == "/"
         yield http, page_csrf(http.get("/").text)
 
@@ -66,8 +80,12 @@ def test_every_page_has_a_strict_csp_and_no_inline_code(web_server):
         assert answer.status_code == 200 and "Sign in" in answer.text
         assert_strict_page_headers(answer)
         assert_no_inline_code(answer.text)
-    for account, path, status in [(web_server.user, "/", 200), (web_server.user, "/admin", 403),
-                                  (web_server.admin, "/admin", 200), (web_server.admin, "/", 200)]:
+    for account, path, status in [
+        (web_server.user, "/", 200),
+        (web_server.user, "/admin", 403),
+        (web_server.admin, "/admin", 200),
+        (web_server.admin, "/", 200),
+    ]:
         with signed_in(web_server.url, account) as (http, _):
             answer = http.get(path)
             assert answer.status_code == status
@@ -84,8 +102,11 @@ def test_static_files_are_served_by_the_app_with_nosniff(web_server):
             answer = http.get(asset)
             assert answer.status_code == 200
             assert answer.headers["x-content-type-options"] == "nosniff"
-        assert http.get("/static/common.js").headers["content-type"].startswith(("text/javascript",
-                                                                                  "application/javascript"))
+        assert (
+            http.get("/static/common.js")
+            .headers["content-type"]
+            .startswith(("text/javascript", "application/javascript"))
+        )
 
 
 def test_the_pages_stay_out_of_the_openapi_document(web_server):
@@ -104,8 +125,15 @@ def test_anonymous_admin_page_redirects_to_sign_in(web_server):
 def test_sign_in_sets_a_signed_http_only_lax_cookie(web_server):
     with client(web_server.url) as http:
         form = http.get("/login")
-        answer = http.post("/login", data={"username": web_server.user.username, "password": web_server.user.password,
-                                           "csrf_token": login_token(form.text), "next": "/admin"})
+        answer = http.post(
+            "/login",
+            data={
+                "username": web_server.user.username,
+                "password": web_server.user.password,
+                "csrf_token": login_token(form.text),
+                "next": "/admin",
+            },
+        )
         assert answer.status_code == 303 and answer.headers["location"] == "/admin"
         cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "="))
         flags = {part.strip().lower() for part in cookie.split(";")[1:]}
@@ -121,9 +149,15 @@ def test_the_cookies_are_secure_over_https(web_server):
         login_cookie = form.headers["set-cookie"]
         # httpx keeps Secure cookies for https only: hand the nonce back as the browser would.
         nonce = login_cookie.split(";", 1)[0]
-        answer = http.post("/login", headers={"Cookie": nonce},
-                           data={"username": web_server.user.username, "password": web_server.user.password,
-                                 "csrf_token": login_token(form.text)})
+        answer = http.post(
+            "/login",
+            headers={"Cookie": nonce},
+            data={
+                "username": web_server.user.username,
+                "password": web_server.user.password,
+                "csrf_token": login_token(form.text),
+            },
+        )
     assert answer.status_code == 303
     cookie = next(h for h in answer.headers.get_list("set-cookie") if h.startswith(SESSION_COOKIE + "="))
     for header in (login_cookie, cookie):
@@ -152,10 +186,11 @@ def test_the_sign_in_form_is_protected_against_csrf(web_server, case):
 
 def test_wrong_password_and_lockout_on_the_form(web_server):
     with client(web_server.url) as http:
-        for attempt in range(web_server.settings.login_max_failures + 1):
+        for _ in range(web_server.settings.login_max_failures + 1):
             token = login_token(http.get("/").text)
-            answer = http.post("/login", data={"username": web_server.user.username, "password": "wrong-password",
-                                               "csrf_token": token})
+            answer = http.post(
+                "/login", data={"username": web_server.user.username, "password": "wrong-password", "csrf_token": token}
+            )
             if answer.status_code == 429:
                 break
             assert answer.status_code == 401 and "Wrong user name or password." in answer.text
@@ -168,9 +203,15 @@ def test_wrong_password_and_lockout_on_the_form(web_server):
 def test_sign_in_only_sends_users_to_the_pages(web_server, target):
     with client(web_server.url) as http:
         token = login_token(http.get("/").text)
-        answer = http.post("/login", data={"username": web_server.user.username,
-                                           "password": web_server.user.password, "csrf_token": token,
-                                           "next": target})
+        answer = http.post(
+            "/login",
+            data={
+                "username": web_server.user.username,
+                "password": web_server.user.password,
+                "csrf_token": token,
+                "next": target,
+            },
+        )
     assert answer.status_code == 303 and answer.headers["location"] == "/"
 
 
@@ -190,8 +231,10 @@ def test_cookie_authenticated_api_calls_need_the_csrf_header(web_server):
 
 
 def test_the_csrf_token_is_bound_to_the_session(web_server):
-    with signed_in(web_server.url, web_server.user) as (first, first_csrf), \
-            signed_in(web_server.url, web_server.user) as (second, second_csrf):
+    with (
+        signed_in(web_server.url, web_server.user) as (first, first_csrf),
+        signed_in(web_server.url, web_server.user) as (second, second_csrf),
+    ):
         assert first_csrf != second_csrf
         assert first.get("/user", headers={"X-CSRF-Token": second_csrf}).status_code == 403
         assert first.get("/user", headers={"X-CSRF-Token": first_csrf}).status_code == 200
@@ -268,8 +311,10 @@ def test_the_generated_key_is_private_and_sessions_survive_a_restart(web_server)
     key_file = web_server.settings.data_dir / SECRET_FILE
     container = build_container(web_server.settings)  # a second server on the same data directory
     try:
-        with signed_in(web_server.url, web_server.user) as (http, csrf), \
-                live_server(create_app(web_server.settings, container=container)) as other_url:
+        with (
+            signed_in(web_server.url, web_server.user) as (http, csrf),
+            live_server(create_app(web_server.settings, container=container)) as other_url,
+        ):
             assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
             key = key_file.read_bytes()
             cookie = http.cookies[SESSION_COOKIE]
@@ -316,8 +361,10 @@ def test_processes_starting_together_agree_on_one_key(tmp_path):
 
 
 def test_sign_out_ends_the_session_on_the_server_even_for_a_copied_cookie(web_server):
-    with signed_in(web_server.url, web_server.user) as (http, csrf), \
-            signed_in(web_server.url, web_server.user) as (other_tab, other_csrf):
+    with (
+        signed_in(web_server.url, web_server.user) as (http, csrf),
+        signed_in(web_server.url, web_server.user) as (other_tab, other_csrf),
+    ):
         copied = http.cookies[SESSION_COOKIE]
         assert http.post("/logout", data={"csrf_token": csrf}).status_code == 303
         with client(web_server.url, cookies={SESSION_COOKIE: copied}) as thief:
@@ -333,6 +380,13 @@ def test_a_utf8_password_signs_in_on_the_form(web_server):
     set_password(web_server.store, web_server.user.username, "pässwörd123")
     with client(web_server.url) as http:
         form = http.get("/")
-        answer = http.post("/login", data={"username": web_server.user.username, "password": "pässwörd123",
-                                           "csrf_token": login_token(form.text), "next": "/"})
+        answer = http.post(
+            "/login",
+            data={
+                "username": web_server.user.username,
+                "password": "pässwörd123",
+                "csrf_token": login_token(form.text),
+                "next": "/",
+            },
+        )
     assert answer.status_code == 303

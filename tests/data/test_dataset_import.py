@@ -83,7 +83,10 @@ def test_the_cli_imports_and_prints_a_summary(settings, store, dataset):
     env.update(CHAMPIPY_DATA_DIR=str(settings.data_dir), CHAMPIPY_DATABASE_URL=settings.database_url)
     done = subprocess.run(
         [sys.executable, "-m", "champipy", "data", "import", str(dataset)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "4 added, 1 already stored, 2 skipped, 7 files" in done.stdout

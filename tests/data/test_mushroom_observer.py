@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from champipy.errors import RemoteFailed
+from champipy.fetch import SafeFetcher
 from champipy.images import sha256_hex
 from champipy.mushroom_observer import MushroomObserverClient, fetch_species
-from champipy.fetch import SafeFetcher
 from champipy.settings import Settings
 from champipy.store import open_store
 from champipy.store.base import LabelSource
@@ -128,7 +128,7 @@ def test_requests_are_spaced_by_the_polite_interval(settings, store, mo):
 
     times = [moment for moment, _, _ in mo.requests]
     assert len(times) >= 3
-    assert min(b - a for a, b in zip(times, times[1:])) >= 0.14
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.14
 
 
 def test_an_api_error_is_a_typed_remote_failure(settings, store, mo):
@@ -147,7 +147,10 @@ def test_the_cli_fetches_through_the_configured_api(tmp_path, settings, store, m
     )
     done = subprocess.run(
         [sys.executable, "-m", "champipy", "data", "fetch", "--species", SPECIES, "--limit", "2"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert SPECIES in done.stdout

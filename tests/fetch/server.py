@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import socketserver
 import ssl
 import threading
@@ -47,9 +46,7 @@ class LocalServer:
             self._httpd.socket = ssl_context.wrap_socket(self._httpd.socket, server_side=True)
             self.scheme = "https"
         self.port: int = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def _remember_sni(self, sock: ssl.SSLSocket, name: str | None, context: ssl.SSLContext) -> None:
         self._sni = name
@@ -92,7 +89,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.reply(404, b"no such route", "text/plain")
             else:
                 route(rest, query)
-        except (BrokenPipeError, ConnectionResetError, ssl.SSLError, socket.timeout):
+        except (TimeoutError, BrokenPipeError, ConnectionResetError, ssl.SSLError):
             self.close_connection = True
 
     def reply(self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> None:

@@ -249,8 +249,9 @@ def test_host_name_is_resolved_by_the_fetcher_and_kept_in_the_host_header(server
 
 
 def test_host_name_resolving_to_loopback_is_refused_unless_allowed(server: LocalServer) -> None:
-    with SafeFetcher(fetch_settings(allow=f"other.test,127.0.0.1:{server.port}"),
-                     resolver=lambda host, port: ["127.0.0.1"]) as fetcher:
+    with SafeFetcher(
+        fetch_settings(allow=f"other.test,127.0.0.1:{server.port}"), resolver=lambda host, port: ["127.0.0.1"]
+    ) as fetcher:
         with pytest.raises(AddressNotAllowed, match="images.test"):
             fetcher.fetch(server.url("/img.jpg", host="images.test"))
     assert server.requests == []

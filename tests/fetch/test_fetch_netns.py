@@ -20,8 +20,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_ssrf_refusals_in_a_loopback_only_namespace(tmp_path: Path) -> None:
     report = tmp_path / "inner.xml"
     command = [
-        sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "netns",
-        f"--junitxml={report}", "--rootdir", str(ROOT), str(INNER),
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "netns",
+        f"--junitxml={report}",
+        "--rootdir",
+        str(ROOT),
+        str(INNER),
     ]
     with loopback_only_namespace() as name:
         done = run_in_namespace(name, command, cwd=ROOT, env={"PYTHONDONTWRITEBYTECODE": "1"})

@@ -66,8 +66,9 @@ def _hosts(attempts: Attempts) -> set[tuple[str, int]]:
     return {(address[0], address[1]) for address in attempts}  # type: ignore[index]
 
 
-@pytest.mark.parametrize(("family", "address"), [(socket.AF_INET, ("10.0.0.1", 80)),
-                                                 (socket.AF_INET6, ("2001:db8::1", 80))])
+@pytest.mark.parametrize(
+    ("family", "address"), [(socket.AF_INET, ("10.0.0.1", 80)), (socket.AF_INET6, ("2001:db8::1", 80))]
+)
 def test_namespace_has_no_route_out(family: int, address: tuple[str, int]) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as raw:
         raw.settimeout(2)
@@ -169,12 +170,16 @@ def test_redirect_from_allowed_server_to_non_public_address_is_refused(
 
 @pytest.mark.parametrize(
     "addresses",
-    [["10.0.0.1"], ["169.254.169.254"], ["::ffff:169.254.169.254"], ["fd00::1"],
-     ["93.184.216.34", "10.0.0.1"], ["2606:2800:220:1:248:1893:25c8:1946", "::1"]],
+    [
+        ["10.0.0.1"],
+        ["169.254.169.254"],
+        ["::ffff:169.254.169.254"],
+        ["fd00::1"],
+        ["93.184.216.34", "10.0.0.1"],
+        ["2606:2800:220:1:248:1893:25c8:1946", "::1"],
+    ],
 )
-def test_host_name_with_any_non_public_address_is_refused(
-    addresses: list[str], attempts: Attempts
-) -> None:
+def test_host_name_with_any_non_public_address_is_refused(addresses: list[str], attempts: Attempts) -> None:
     with SafeFetcher(fetch_settings(), resolver=lambda host, port: addresses) as fetcher:
         with pytest.raises(AddressNotAllowed, match="internal.test"):
             fetcher.fetch("http://internal.test/a.jpg")

@@ -24,8 +24,9 @@ def copy_photos(dataset: Path, target: Path, per_species: int) -> Path:
 
 @pytest.mark.slow
 def test_crossing_the_new_image_threshold_starts_a_retrain_that_promotes_only_if_better(tmp_path, trained_registry):
-    settings = trained_registry.settings_for(tmp_path / "data", retrain_on_new_images=True, target_new_images=20,
-                                             backbone="lite0")
+    settings = trained_registry.settings_for(
+        tmp_path / "data", retrain_on_new_images=True, target_new_images=20, backbone="lite0"
+    )
     container = build_server_container(settings)
     container.start()
     try:
@@ -40,8 +41,10 @@ def test_crossing_the_new_image_threshold_starts_a_retrain_that_promotes_only_if
         done = wait_for(container.store, job.id, timeout=300)
         assert done.state.value == "succeeded", done.error
         assert done.result["images"] == 30
-        new, base = container.registry.get_version(done.result["version"]), container.registry.get_version(
-            trained_registry.version)
+        new, base = (
+            container.registry.get_version(done.result["version"]),
+            container.registry.get_version(trained_registry.version),
+        )
         better = new.metrics["eval_top1"] > base.metrics["eval_top1"]
         assert done.result["promoted"] is better
         assert container.registry.alias_version() == (new.version if better else base.version)

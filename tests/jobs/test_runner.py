@@ -6,7 +6,7 @@ import signal
 import socket
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -96,7 +96,7 @@ def wait_for_heartbeat_after(store, job_id, moment, timeout=5.0):
 
 
 def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def test_a_running_job_whose_heartbeat_stopped_is_marked_failed(runner, job_store):
@@ -135,7 +135,7 @@ def test_a_job_whose_kind_the_worker_lacks_fails_instead_of_hanging(runner, job_
 
 
 def test_the_schedule_submits_one_monitor_job_per_slot(runner, consumer, job_store):
-    slot = datetime(2024, 6, 3, 6, 0, tzinfo=timezone.utc)  # a Monday 06:00, the default cron
+    slot = datetime(2024, 6, 3, 6, 0, tzinfo=UTC)  # a Monday 06:00, the default cron
     assert runner.submit_scheduled("monitor", now=slot) is None  # no handler yet: skipped
     assert job_store.list_jobs() == []
 

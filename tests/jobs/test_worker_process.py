@@ -35,8 +35,16 @@ def worker_env(tmp_path, redis_url) -> dict[str, str]:
 
 def start_worker(env: dict[str, str], queue_name: str, log: Path) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "champipy", "worker", "--queue", queue_name,
-        "--heartbeat-seconds", "0.3", "--stale-after-seconds", "2",
+        sys.executable,
+        "-m",
+        "champipy",
+        "worker",
+        "--queue",
+        queue_name,
+        "--heartbeat-seconds",
+        "0.3",
+        "--stale-after-seconds",
+        "2",
     ]
     with log.open("ab") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -51,7 +59,8 @@ def wait_for_progress(store, job_id: str, done: int, timeout: float = 30.0) -> N
 
 def test_a_job_of_a_killed_worker_is_marked_failed_by_the_next_worker(tmp_path, worker_env, queue_name):
     settings = Settings(
-        data_dir=tmp_path / "data", database_url=worker_env["CHAMPIPY_DATABASE_URL"],
+        data_dir=tmp_path / "data",
+        database_url=worker_env["CHAMPIPY_DATABASE_URL"],
         redis_url=worker_env["CHAMPIPY_REDIS_URL"],
     )
     settings.ensure_data_dir()

@@ -17,8 +17,9 @@ TINY_PER_SPECIES = 6
 def dataset_folders() -> tuple[Path, Path]:
     settings = Settings()
     if settings.dataset_dir is None or settings.eval_dir is None:
-        pytest.fail("Set CHAMPIPY_DATASET_DIR and CHAMPIPY_EVAL_DIR (the Makefile does) to run the model tests.",
-                    pytrace=False)
+        pytest.fail(
+            "Set CHAMPIPY_DATASET_DIR and CHAMPIPY_EVAL_DIR (the Makefile does) to run the model tests.", pytrace=False
+        )
     return Path(settings.dataset_dir), Path(settings.eval_dir)
 
 

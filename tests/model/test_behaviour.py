@@ -20,8 +20,12 @@ PHOTOS_PER_SPECIES = 3
 
 
 def eval_photos(eval_dir: Path) -> list[tuple[str, Path]]:
-    return [(species.name, photo) for species in sorted(eval_dir.iterdir()) if species.is_dir()
-            for photo in sorted(species.iterdir())[:PHOTOS_PER_SPECIES]]
+    return [
+        (species.name, photo)
+        for species in sorted(eval_dir.iterdir())
+        if species.is_dir()
+        for photo in sorted(species.iterdir())[:PHOTOS_PER_SPECIES]
+    ]
 
 
 def test_model_is_accurate_on_the_evaluation_folder(full_model, eval_dir: Path) -> None:
@@ -34,17 +38,23 @@ def test_model_is_accurate_on_the_evaluation_folder(full_model, eval_dir: Path) 
 def test_mirrored_clear_photo_keeps_its_species(full_model, eval_dir: Path) -> None:
     trained, classifier = full_model
     photos = eval_photos(eval_dir)
-    batch = np.stack([preprocess_image(decode_image(path.read_bytes()).image, classifier.image_size)
-                      for _, path in photos])
+    batch = np.stack(
+        [preprocess_image(decode_image(path.read_bytes()).image, classifier.image_size) for _, path in photos]
+    )
     probabilities = classifier.predict_batch(batch)
-    clear = [i for i, (species, _) in enumerate(photos)
-             if probabilities[i].max() >= CLEAR and classifier.labels[int(probabilities[i].argmax())] == species]
+    clear = [
+        i
+        for i, (species, _) in enumerate(photos)
+        if probabilities[i].max() >= CLEAR and classifier.labels[int(probabilities[i].argmax())] == species
+    ]
     assert len(clear) >= 15
     # The bare network (no averaging over the mirror) must already agree on clear photos.
     with torch.no_grad():
         direct = trained.model(torch.from_numpy(batch[clear])).argmax(1)
         mirrored = trained.model(torch.from_numpy(np.ascontiguousarray(batch[clear][:, :, :, ::-1]))).argmax(1)
-    assert torch.equal(direct, mirrored), [photos[i][1].name for i, same in zip(clear, direct == mirrored) if not same]
+    assert torch.equal(direct, mirrored), [
+        photos[i][1].name for i, same in zip(clear, direct == mirrored, strict=True) if not same
+    ]
 
 
 def test_served_model_averages_over_the_mirror(full_model, eval_dir: Path) -> None:

@@ -10,7 +10,6 @@ import numpy as np
 from PIL import Image
 
 from champipy.images import sha256_hex
-from champipy.services.lifecycle import stored_examples
 from champipy.model.data import (
     Example,
     augment,
@@ -22,6 +21,7 @@ from champipy.model.data import (
     stratified_split,
 )
 from champipy.model.preprocess import resize_and_crop
+from champipy.services.lifecycle import stored_examples
 from champipy.store import open_store
 from champipy.store.base import LabelSource, NewImage
 

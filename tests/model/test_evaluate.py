@@ -14,12 +14,14 @@ LABELS = ["a", "b", "c", "d"]
 
 
 def test_top_k_per_species_and_confusion() -> None:
-    probabilities = np.array([
-        [0.7, 0.2, 0.05, 0.05],  # a -> a
-        [0.1, 0.6, 0.2, 0.1],  # a -> b (a is 3rd: top-3 hit)
-        [0.1, 0.8, 0.05, 0.05],  # b -> b
-        [0.5, 0.3, 0.15, 0.05],  # d -> a (d is 4th: top-3 miss)
-    ])
+    probabilities = np.array(
+        [
+            [0.7, 0.2, 0.05, 0.05],  # a -> a
+            [0.1, 0.6, 0.2, 0.1],  # a -> b (a is 3rd: top-3 hit)
+            [0.1, 0.8, 0.05, 0.05],  # b -> b
+            [0.5, 0.3, 0.15, 0.05],  # d -> a (d is 4th: top-3 miss)
+        ]
+    )
     report = evaluate_probabilities(probabilities, ["a", "a", "b", "d"], LABELS)
     assert report.n == 4
     assert report.top1 == pytest.approx(0.5)

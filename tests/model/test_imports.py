@@ -5,8 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-SERVING_MODULES = ("champipy.model.classifier", "champipy.model.evaluate", "champipy.model.preprocess",
-                   "champipy.model.calibrate", "champipy.model.data", "champipy.registry")
+SERVING_MODULES = (
+    "champipy.model.classifier",
+    "champipy.model.evaluate",
+    "champipy.model.preprocess",
+    "champipy.model.calibrate",
+    "champipy.model.data",
+    "champipy.registry",
+)
 
 
 def test_serving_modules_do_not_import_torch() -> None:

@@ -45,8 +45,9 @@ def test_a_copied_data_dir_serves_and_trains_inside_the_copy(trained_registry, t
     away = original.with_name(original.name + "-away")
     original.rename(away)
     try:
-        settings = Settings(data_dir=copy, mlflow_uri="", dataset_dir=trained_registry.dataset_dir,
-                            eval_dir=None, bootstrap_model=False)
+        settings = Settings(
+            data_dir=copy, mlflow_uri="", dataset_dir=trained_registry.dataset_dir, eval_dir=None, bootstrap_model=False
+        )
         registry = Registry(settings)
         production = registry.version_for_alias()
         assert production is not None and production.version == trained_registry.version

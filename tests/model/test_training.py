@@ -41,8 +41,18 @@ def test_version_is_registered_with_metrics_and_params(tiny_run) -> None:
     settings, outcome, progress = tiny_run
     info = outcome.version
     assert info.version == "1" and info.run_id
-    for key in ("val_top1", "val_top3", "val_ece", "val_ece_before", "val_ece_after", "temperature",
-                "eval_top1", "eval_top3", "eval_ece", "train_seconds"):
+    for key in (
+        "val_top1",
+        "val_top3",
+        "val_ece",
+        "val_ece_before",
+        "val_ece_after",
+        "temperature",
+        "eval_top1",
+        "eval_top3",
+        "eval_ece",
+        "train_seconds",
+    ):
         assert key in info.metrics, key
     assert info.params["backbone"] == "lite0" and info.params["mode"] == "frozen_features"
     assert json.loads(info.params["labels"]) == outcome.trained.labels
@@ -60,10 +70,18 @@ def test_run_artifacts(tiny_run) -> None:
     registry = Registry(settings)
     client = registry.client
     names = {a.path for a in client.list_artifacts(outcome.version.run_id)}
-    assert {"manifest.json", "history.json", "confusion_matrix_val.png", "confusion_matrix_eval.png",
-            "serving", "torch"} <= names
+    assert {
+        "manifest.json",
+        "history.json",
+        "confusion_matrix_val.png",
+        "confusion_matrix_eval.png",
+        "serving",
+        "torch",
+    } <= names
     assert {a.path for a in client.list_artifacts(outcome.version.run_id, "serving")} == {
-        f"serving/{MODEL_FILE}", f"serving/{META_FILE}"}
+        f"serving/{MODEL_FILE}",
+        f"serving/{META_FILE}",
+    }
     run_dir = Path(client.get_run(outcome.version.run_id).info.artifact_uri.removeprefix("file://"))
     assert run_dir.is_relative_to(settings.mlflow_artifacts_dir)
     rows = json.loads((run_dir / "manifest.json").read_text())
@@ -83,7 +101,9 @@ def test_serving_model_matches_torch(tiny_run, tiny_examples: list) -> None:
     assert directory == settings.data_dir / "models" / "1"
     meta = json.loads((directory / META_FILE).read_text())
     assert meta["version"] == "1" and meta["image_size"] == 224 and meta["backbone"] == "lite0"
-    assert meta["labels"] == outcome.trained.labels and meta["temperature"] == pytest.approx(outcome.trained.temperature)
+    assert meta["labels"] == outcome.trained.labels and meta["temperature"] == pytest.approx(
+        outcome.trained.temperature
+    )
     assert set(meta["preprocessing"]) >= {"resize", "crop", "scale"}
 
     # a second download comes from the cache
@@ -162,8 +182,9 @@ def test_same_seed_reproduces_the_metrics(tiny_examples: list) -> None:
         assert torch.equal(value, second.model.state_dict()[key]), key
 
 
-def test_a_version_is_registered_only_after_the_parity_check(tiny_run, tiny_examples: list,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_version_is_registered_only_after_the_parity_check(
+    tiny_run, tiny_examples: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from champipy.model import export
 
     settings, _, _ = tiny_run

@@ -21,7 +21,6 @@ from champipy.settings import Settings
 from support.accounts import make_account
 from support.live_server import client, live_server
 
-
 OPT_IN_MARKERS = {
     "load": "a minute of concurrent traffic against a live server (make check-load)",
     "fuzz": "schemathesis over the OpenAPI schema against a live server (make fuzz)",

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from prometheus_client.parser import text_string_to_metric_families
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "") -> object:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = ""
+) -> object:
     """Poll until ``predicate()`` is truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:

@@ -52,8 +52,11 @@ def test_database_goes_away_and_comes_back(tmp_path, trained_registry, postgres_
                 assert c.get("/metrics").status_code == 200
 
                 proxy.restore()
-                wait_until(lambda: upload(c, variant(photo, rng)).status_code == 200, timeout=30,
-                           what="predictions to work again once the database is back")
+                wait_until(
+                    lambda: upload(c, variant(photo, rng)).status_code == 200,
+                    timeout=30,
+                    what="predictions to work again once the database is back",
+                )
                 assert c.get("/dbconnex").json()["connected"] is True
                 again = upload(c, photo)
                 assert again.status_code == 200 and again.json()["cached"] is True
@@ -108,11 +111,26 @@ def mlflow_server(tmp_path):
             mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
             self.log = (tmp_path / f"mlflow-{len(servers)}.log").open("w")
             self.process = subprocess.Popen(
-                [mlflow, "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
-                 "--backend-store-uri", backend_uri, "--default-artifact-root", str(tmp_path / "mlflow-artifacts")],
+                [
+                    mlflow,
+                    "server",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    "1",
+                    "--backend-store-uri",
+                    backend_uri,
+                    "--default-artifact-root",
+                    str(tmp_path / "mlflow-artifacts"),
+                ],
                 # Its own process group: the server starts a job runner and Huey consumers that
                 # killing the server alone left running after the suite.
-                stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             servers.append(self)
             url = f"http://127.0.0.1:{self.port}"
 
@@ -156,7 +174,9 @@ def test_mlflow_server_down_keeps_the_serving_model(tmp_path, trained_registry, 
         host_and_port = url.split("://", 1)[1].rstrip("/")
         status = c.get("/status")
         assert host_and_port not in status.text, "the public /status names no internal host"
-        assert (status.json()["model"]["last_error"] or "cannot read the registry").startswith("cannot read the registry")
+        assert (status.json()["model"]["last_error"] or "cannot read the registry").startswith(
+            "cannot read the registry"
+        )
 
 
 # --- a corrupt model ----------------------------------------------------------------------------
@@ -168,8 +188,11 @@ def test_a_corrupt_model_version_never_serves(tmp_path, trained_registry):
         good = c.get("/status").json()["model"]["version"]
         bad = register_corrupt_version(served.settings, good)
         set_alias(served.settings, bad)  # promoted behind the service's back
-        status = wait_until(lambda: (s := c.get("/status").json())["model"]["last_error"] and s,
-                            timeout=30, what="/status to report the failed load")
+        status = wait_until(
+            lambda: (s := c.get("/status").json())["model"]["last_error"] and s,
+            timeout=30,
+            what="/status to report the failed load",
+        )
         assert status["model"]["version"] == good and str(bad) in status["model"]["last_error"]
         answer = upload(c, variant(photo, random.Random(4)))
         assert answer.status_code == 200 and answer.json()["model"]["version"] == good
@@ -184,11 +207,11 @@ def small_disk(tmp_path):
     """A 64 MiB tmpfs (needs root, as CI runs): a data directory that can really fill up."""
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount_point)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m,mode=0755", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
     if done.returncode != 0:
-        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root): {done.stderr.strip()}",
-                    pytrace=False)
+        pytest.fail(f"cannot mount a tmpfs for the full-disk test (needs root): {done.stderr.strip()}", pytrace=False)
     try:
         yield mount_point
     finally:
@@ -235,5 +258,8 @@ def test_a_full_data_disk_is_a_clear_error_and_heals(small_disk, trained_registr
             os.remove(small_disk / "filler")
             os.remove(small_disk / "filler-tail")
         time.sleep(0.2)
-        wait_until(lambda: upload(c, variant(photo, rng)).status_code == 200, timeout=20,
-                   what="predictions to work again once space is freed")
+        wait_until(
+            lambda: upload(c, variant(photo, rng)).status_code == 200,
+            timeout=20,
+            what="predictions to work again once space is freed",
+        )

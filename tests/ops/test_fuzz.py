@@ -32,22 +32,41 @@ def run_schemathesis(base_url: str, account, name: str, *extra: str) -> dict:
     report_path = ARTIFACTS / f"fuzz-{name}.json"
     st = Path(sys.executable).with_name("st")
     command = [
-        str(st), "run", f"{base_url}/openapi.json",
-        "--auth", f"{account.username}:{account.password}",
-        "--checks", "not_a_server_error",
-        "--max-examples", str(EXAMPLES), "--seed", str(SEED), "--workers", "2",
-        "--request-timeout", "60", "--suppress-health-check", "all",
-        "--report", "json", "--report-json-path", str(report_path), *extra,
+        str(st),
+        "run",
+        f"{base_url}/openapi.json",
+        "--auth",
+        f"{account.username}:{account.password}",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        str(EXAMPLES),
+        "--seed",
+        str(SEED),
+        "--workers",
+        "2",
+        "--request-timeout",
+        "60",
+        "--suppress-health-check",
+        "all",
+        "--report",
+        "json",
+        "--report-json-path",
+        str(report_path),
+        *extra,
     ]
     # In test-artifacts/ (ignored by git), where schemathesis also keeps its .schemathesis cache.
-    done = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=ARTIFACTS,
-                          env={**os.environ, "NO_COLOR": "1"})
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=ARTIFACTS, env={**os.environ, "NO_COLOR": "1"}
+    )
     (ARTIFACTS / f"fuzz-{name}.log").write_text(done.stdout + done.stderr)
     assert report_path.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads(report_path.read_text())
     cases = report["test_cases"]
-    print(f"\nFUZZ ({name}): {cases['generated']} cases over {report['operations']['tested']} operations "
-          f"in {report['running_time']:.0f} s; failures: {report['failures'] or 'none'}")
+    print(
+        f"\nFUZZ ({name}): {cases['generated']} cases over {report['operations']['tested']} operations "
+        f"in {report['running_time']:.0f} s; failures: {report['failures'] or 'none'}"
+    )
     assert not report["failures"] and not report["errors"], done.stdout[-6000:]
     assert report["operations"]["tested"] >= 15 and cases["generated"] > 10 * report["operations"]["tested"]
     with httpx.Client(base_url=base_url, auth=account.auth, trust_env=False) as c:

@@ -60,8 +60,9 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
     routes = {f"/known/{i}.jpg": (200, data, "image/jpeg") for i, data in enumerate(photos)}
     with ImageServer(routes) as images:
         # One account stands for many users here: its downloads in flight may be as many as the clients.
-        settings = trained_registry.settings_for(tmp_path / "data", fetch_allow_hosts=images.host,
-                                                 fetch_per_user=CLIENTS)
+        settings = trained_registry.settings_for(
+            tmp_path / "data", fetch_allow_hosts=images.host, fetch_per_user=CLIENTS
+        )
         store = open_store(settings.resolved_database_url)
         user = make_account(store)
         with serve_process(settings, tmp_path / "serve.log") as base_url:
@@ -83,7 +84,7 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
 
             def one_client(seed: int) -> None:
                 rng = random.Random(seed)
-                kinds, weights = zip(*MIX)
+                kinds, weights = zip(*MIX, strict=True)
                 mine = []
                 with client(base_url, headers=headers) as c:
                     while time.monotonic() < deadline:
@@ -124,13 +125,16 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
             assert not any(t.is_alive() for t in threads), "a client did not stop"
             with client(base_url) as c:
                 metrics = scrape(c)
-        log_lines = [json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines()
-                     if line.startswith("{")]
+        log_lines = [
+            json.loads(line) for line in (tmp_path / "serve.log").read_text().splitlines() if line.startswith("{")
+        ]
 
         # --- the numbers ------------------------------------------------------------------------
         latencies = [o.seconds for o in outcomes]
         report = {
-            "clients": CLIENTS, "seconds": round(elapsed, 1), "requests": len(outcomes),
+            "clients": CLIENTS,
+            "seconds": round(elapsed, 1),
+            "requests": len(outcomes),
             "throughput_per_s": round(len(outcomes) / elapsed, 1),
             "p50_ms": round(1000 * statistics.median(latencies), 1),
             "p99_ms": round(1000 * _percentile(latencies, 0.99), 1),
@@ -146,8 +150,10 @@ def test_sixteen_clients_for_a_minute(tmp_path, trained_registry):
         }
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "load.json").write_text(json.dumps(report, indent=2))
-        print(f"\nLOAD: {report['requests']} requests from {CLIENTS} clients in {report['seconds']} s: "
-              f"{report['throughput_per_s']} req/s, p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms")
+        print(
+            f"\nLOAD: {report['requests']} requests from {CLIENTS} clients in {report['seconds']} s: "
+            f"{report['throughput_per_s']} req/s, p50 {report['p50_ms']} ms, p99 {report['p99_ms']} ms"
+        )
         for kind, numbers in report["by_kind"].items():
             print(f"LOAD:   {kind:14} {numbers}")
 
@@ -203,8 +209,14 @@ def test_four_times_the_queue_bound_gets_clean_refusals(tmp_path, trained_regist
                         body = answer.json()
                         mine.append(Outcome("new", 200, elapsed, body["id"], body["image_sha256"], body["cached"]))
                     else:
-                        mine.append(Outcome("new", answer.status_code, elapsed,
-                                            error=f"{answer.headers.get('retry-after')} {answer.text[:200]}"))
+                        mine.append(
+                            Outcome(
+                                "new",
+                                answer.status_code,
+                                elapsed,
+                                error=f"{answer.headers.get('retry-after')} {answer.text[:200]}",
+                            )
+                        )
                         time.sleep(0.05)
             with lock:
                 outcomes.extend(mine)
@@ -229,11 +241,13 @@ def test_four_times_the_queue_bound_gets_clean_refusals(tmp_path, trained_regist
 
     accepted = [o for o in outcomes if o.status == 200]
     refused = [o for o in outcomes if o.status == 503]
-    print(f"\nBACK-PRESSURE: bound {bound}, {clients} clients, {seconds:.0f} s: {len(accepted)} accepted "
-          f"(p50 {1000 * statistics.median(o.seconds for o in accepted):.0f} ms, "
-          f"p99 {1000 * _percentile([o.seconds for o in accepted], 0.99):.0f} ms), {len(refused)} refused "
-          f"(p99 {1000 * _percentile([o.seconds for o in refused], 0.99):.0f} ms); /status p99 "
-          f"{1000 * _percentile(status_seconds, 0.99):.0f} ms over {len(status_seconds)} calls")
+    print(
+        f"\nBACK-PRESSURE: bound {bound}, {clients} clients, {seconds:.0f} s: {len(accepted)} accepted "
+        f"(p50 {1000 * statistics.median(o.seconds for o in accepted):.0f} ms, "
+        f"p99 {1000 * _percentile([o.seconds for o in accepted], 0.99):.0f} ms), {len(refused)} refused "
+        f"(p99 {1000 * _percentile([o.seconds for o in refused], 0.99):.0f} ms); /status p99 "
+        f"{1000 * _percentile(status_seconds, 0.99):.0f} ms over {len(status_seconds)} calls"
+    )
     assert {o.status for o in outcomes} <= {200, 503}, Counter(o.status for o in outcomes)
     assert accepted and refused, "4x the bound must both be served and refused"
     assert all('"busy"' in o.error and int(o.error.split()[0]) >= 1 for o in refused)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from champipy.api.app import create_app
-from champipy.services.prediction_events import PredictionEvents
 from champipy.api.metrics import Metrics
+from champipy.services.prediction_events import PredictionEvents
 from champipy.store.base import JobState, Prediction, SpeciesScore
 from support.live_server import client, live_server
 
@@ -26,8 +26,9 @@ def test_metrics_are_public_and_count_requests_by_route_template(plain_http, pla
     assert sample(samples, "champipy_http_requests_total", method="GET", route=template, status="404") == 1
     assert sample(samples, "champipy_http_requests_total", method="GET", route=template, status="401") == 1
     assert sample(samples, "champipy_http_requests_total", method="GET", route="unmatched", status="404") == 1
-    assert sample(samples, "champipy_http_request_duration_seconds_count",
-                  method="GET", route=template, status="404") == 1
+    assert (
+        sample(samples, "champipy_http_request_duration_seconds_count", method="GET", route=template, status="404") == 1
+    )
     text = plain_http.get("/metrics").text
     assert "abc123" not in text and "secret-looking-path" not in text  # never raw paths
 
@@ -59,27 +60,39 @@ def test_job_counts_come_from_the_store(plain_container, plain_http):
 
 def _prediction(cached: bool, top: float, latency_ms: float) -> Prediction:
     return Prediction(
-        id="p", username="u", image_sha256="0" * 64, model_name="champipy", model_version="3",
+        id="p",
+        username="u",
+        image_sha256="0" * 64,
+        model_name="champipy",
+        model_version="3",
         results=(SpeciesScore("Amanita muscaria", top), SpeciesScore("Coprinus comatus", 1 - top)),
-        source_url=None, filename=None, cached=cached, latency_ms=latency_ms,
-        created_at=datetime.now(timezone.utc),
+        source_url=None,
+        filename=None,
+        cached=cached,
+        latency_ms=latency_ms,
+        created_at=datetime.now(UTC),
     )
 
 
 def test_predictions_cache_hits_inference_time_and_top_probability():
     metrics = Metrics()
     events = PredictionEvents()  # what the container gives its prediction service
-    serving = SimpleNamespace(name="champipy", version="3", loaded_at=datetime.now(timezone.utc))
+    serving = SimpleNamespace(name="champipy", version="3", loaded_at=datetime.now(UTC))
     store = SimpleNamespace(list_jobs=lambda limit, state: [])
-    metrics.bind(SimpleNamespace(prediction_events=events, models=SimpleNamespace(serving=serving, last_error=None),
-                                 store=store))
+    metrics.bind(
+        SimpleNamespace(prediction_events=events, models=SimpleNamespace(serving=serving, last_error=None), store=store)
+    )
     events.on_prediction(_prediction(False, 0.93, 12.0))
     events.on_prediction(_prediction(False, 0.42, 30.0))
     events.on_prediction(_prediction(True, 0.93, 0.0))
 
     from prometheus_client.parser import text_string_to_metric_families
-    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
-               for f in text_string_to_metric_families(metrics.render().decode()) for s in f.samples}
+
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(metrics.render().decode())
+        for s in f.samples
+    }
     assert sample(samples, "champipy_predictions_total", cached="false") == 2
     assert sample(samples, "champipy_predictions_total", cached="true") == 1
     assert sample(samples, "champipy_prediction_cache_hits_total") == 1
@@ -97,8 +110,9 @@ def test_a_store_failure_does_not_break_the_scrape():
         raise RuntimeError("database is down")
 
     metrics = Metrics()
-    metrics.bind(SimpleNamespace(prediction_events=PredictionEvents(), models=None,
-                                 store=SimpleNamespace(list_jobs=broken)))
+    metrics.bind(
+        SimpleNamespace(prediction_events=PredictionEvents(), models=None, store=SimpleNamespace(list_jobs=broken))
+    )
     text = metrics.render().decode()
     assert "champipy_metrics_store_errors 1.0" in text
     assert "champipy_jobs{" not in text

@@ -12,8 +12,10 @@ from .serving import serve_process
 
 def guesses(base_url: str, username: str, forwarded: list[str]) -> list[int]:
     with client(base_url) as c:
-        return [c.get("/user", auth=(username, f"guess-{i}"), headers={"X-Forwarded-For": address}).status_code
-                for i, address in enumerate(forwarded)]
+        return [
+            c.get("/user", auth=(username, f"guess-{i}"), headers={"X-Forwarded-For": address}).status_code
+            for i, address in enumerate(forwarded)
+        ]
 
 
 def test_rotated_forwarded_for_does_not_escape_the_lockout_by_default(tmp_path, trained_registry):

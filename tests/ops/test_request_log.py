@@ -36,7 +36,7 @@ def test_a_sane_request_id_is_echoed_and_logged(plain_http, json_log):
     assert line["client"] == "127.0.0.1"
 
 
-@pytest.mark.parametrize("given", [None, "", "has space", "quote\"s", "x" * 129, "ünïcode", "a,b", "{json}"])
+@pytest.mark.parametrize("given", [None, "", "has space", 'quote"s', "x" * 129, "ünïcode", "a,b", "{json}"])
 def test_a_missing_or_odd_request_id_is_replaced(plain_http, json_log, given):
     headers = {} if given is None else {"X-Request-ID": given.encode("utf-8")}
     answer = plain_http.get("/status", headers=headers)
@@ -61,8 +61,9 @@ def test_no_password_token_or_query_string_reaches_the_log(plain_http, plain_acc
     assert created.status_code == 201
     real_token = created.json()["token"]
     plain_http.get("/user", headers={"Authorization": f"Bearer {real_token}"})
-    last = plain_http.get(f"/predictions/recent?limit=5&api_key={query_secret}",
-                          headers={"Authorization": f"Bearer {real_token}"})
+    last = plain_http.get(
+        f"/predictions/recent?limit=5&api_key={query_secret}", headers={"Authorization": f"Bearer {real_token}"}
+    )
     assert last.status_code == 200
     _access_line(json_log, last.headers["x-request-id"])
     text = json_log.text
@@ -134,11 +135,15 @@ def test_a_client_that_leaves_mid_upload_is_one_info_line_not_a_traceback(traine
         for _ in range(3):
             with socket.create_connection((host, int(port))) as raw:
                 raw.sendall(
-                    b"POST /predictions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic " + credentials.encode()
+                    b"POST /predictions HTTP/1.1\r\nHost: x\r\nAuthorization: Basic "
+                    + credentials.encode()
                     + b"\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 1000000\r\n\r\n"
-                    + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n' + b"x" * 1000)
-        wait_until(lambda: len([r for r in json_log.records() if "(499)" in r.get("message", "")]) == 3,
-                   what="three 499 lines")
+                    + b'--b\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'
+                    + b"x" * 1000
+                )
+        wait_until(
+            lambda: len([r for r in json_log.records() if "(499)" in r.get("message", "")]) == 3, what="three 499 lines"
+        )
     records = json_log.records()
     assert not [r for r in records if r["level"] in ("error", "critical") or r.get("exception")], records
     assert all(r["status"] == 499 for r in json_log.access() if r["path"] == "/predictions")

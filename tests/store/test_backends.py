@@ -32,9 +32,7 @@ def test_the_store_is_every_port_together():
         JobRepository,
     )
     assert all(issubclass(Store, port) for port in ports)
-    assert set(Store.__abstractmethods__) == {
-        name for port in ports for name in port.__abstractmethods__
-    }
+    assert set(Store.__abstractmethods__) == {name for port in ports for name in port.__abstractmethods__}
 
 
 @pytest.mark.parametrize("scheme", sorted(BACKENDS))

@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -79,7 +79,7 @@ def assert_utc(moment: datetime | None) -> None:
 
 def assert_recent(moment: datetime) -> None:
     assert_utc(moment)
-    assert abs(datetime.now(timezone.utc) - moment) < timedelta(minutes=1)
+    assert abs(datetime.now(UTC) - moment) < timedelta(minutes=1)
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_token_is_found_by_its_hash(store: Store):
 
 
 def test_a_token_keeps_its_expiry_and_none_means_until_revoked(store: Store):
-    expiry = datetime(2031, 5, 17, 8, 30, tzinfo=timezone.utc)
+    expiry = datetime(2031, 5, 17, 8, 30, tzinfo=UTC)
     expiring = store.add_token("alice", "ci", "c" * 64, expires_at=expiry)
     lasting = store.add_token("alice", "laptop", "d" * 64)
     assert store.get_token_by_hash("c" * 64).expires_at == expiry
@@ -277,7 +277,7 @@ def test_images_are_counted_since_a_moment(store: Store):
     store.add_image(an_image())
     store.add_image(an_image())
     time.sleep(TICK)
-    cutoff = datetime.now(timezone.utc)
+    cutoff = datetime.now(UTC)
     time.sleep(TICK)
     store.add_image(an_image())
 
@@ -380,10 +380,10 @@ def test_only_cached_answers_are_not_a_computed_prediction(store: Store):
 
 def test_find_recent_url_image_gives_the_last_image_fetched_since(store: Store):
     url = "https://images.example.org/7.jpg"
-    before = datetime.now(timezone.utc) - timedelta(hours=1)
+    before = datetime.now(UTC) - timedelta(hours=1)
     store.add_prediction(a_prediction(source_url=url, image_sha256="a" * 64))
     time.sleep(TICK)
-    cutoff = datetime.now(timezone.utc)
+    cutoff = datetime.now(UTC)
     time.sleep(TICK)
     store.add_prediction(a_prediction(source_url=url, image_sha256="b" * 64))
     elsewhere = "https://elsewhere.example/7.jpg"
@@ -391,7 +391,7 @@ def test_find_recent_url_image_gives_the_last_image_fetched_since(store: Store):
 
     assert store.find_recent_url_image(url, before) == "b" * 64
     assert store.find_recent_url_image(url, cutoff) == "b" * 64
-    a_second_ahead = datetime.now(timezone.utc) + timedelta(seconds=1)
+    a_second_ahead = datetime.now(UTC) + timedelta(seconds=1)
     assert store.find_recent_url_image(url, a_second_ahead) is None
     assert store.find_recent_url_image("https://never.example/x.jpg", before) is None
 
@@ -400,7 +400,7 @@ def test_find_recent_url_image_ignores_fetches_before_since(store: Store):
     url = "https://images.example.org/8.jpg"
     store.add_prediction(a_prediction(source_url=url, image_sha256="a" * 64))
     time.sleep(TICK)
-    assert store.find_recent_url_image(url, datetime.now(timezone.utc)) is None
+    assert store.find_recent_url_image(url, datetime.now(UTC)) is None
 
 
 def test_recent_predictions_are_newest_first_and_per_user(store: Store):
@@ -468,9 +468,7 @@ def test_record_feedback_stores_the_given_image_confirmed(store: Store):
     data = uuid.uuid4().bytes * 64
     added = store.add_prediction(a_prediction(image_sha256=sha256_of(data)))
 
-    updated = store.record_feedback(
-        added.id, "Boletus edulis", "expert", a_feedback_image(added.image_sha256, data)
-    )
+    updated = store.record_feedback(added.id, "Boletus edulis", "expert", a_feedback_image(added.image_sha256, data))
 
     assert updated.feedback_species == "Boletus edulis"
     assert store.get_prediction(added.id) == updated
@@ -506,9 +504,7 @@ def test_record_feedback_on_an_unknown_prediction_changes_nothing(store: Store):
     data = uuid.uuid4().bytes * 64
     for prediction_id in UNKNOWN_IDS:
         with pytest.raises(NotFound):
-            store.record_feedback(
-                prediction_id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data)
-            )
+            store.record_feedback(prediction_id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data))
         with pytest.raises(NotFound):
             store.record_feedback(prediction_id, "Boletus edulis", "expert")
     assert store.count_images() == 0
@@ -528,9 +524,7 @@ def test_record_feedback_refuses_another_image_than_the_predictions(store: Store
     added = store.add_prediction(a_prediction())
     data = b"some other photo" * 100
     with pytest.raises(ValueError):
-        store.record_feedback(
-            added.id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data)
-        )
+        store.record_feedback(added.id, "Boletus edulis", "expert", a_feedback_image(sha256_of(data), data))
     assert store.get_prediction(added.id) == added
     assert store.count_images() == 0
 
@@ -699,8 +693,8 @@ def test_every_returned_time_is_utc(store: Store):
 def test_times_in_another_zone_compare_as_the_same_instant(store: Store):
     store.add_image(an_image())
     paris = timezone(timedelta(hours=2))
-    an_hour_ago_in_paris = (datetime.now(timezone.utc) - timedelta(hours=1)).astimezone(paris)
-    in_an_hour_in_paris = (datetime.now(timezone.utc) + timedelta(hours=1)).astimezone(paris)
+    an_hour_ago_in_paris = (datetime.now(UTC) - timedelta(hours=1)).astimezone(paris)
+    in_an_hour_in_paris = (datetime.now(UTC) + timedelta(hours=1)).astimezone(paris)
     assert store.count_images(since=an_hour_ago_in_paris) == 1
     assert store.count_images(since=in_an_hour_in_paris) == 0
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import bcrypt
@@ -129,7 +129,7 @@ def test_original_predictions_are_readable_and_take_feedback(store: MongoStore):
         SpeciesScore("Amanita muscaria", 0.91),
         SpeciesScore("Boletus edulis", 0.09),
     )
-    assert prediction.created_at == PREDICTED_AT.replace(tzinfo=timezone.utc)
+    assert prediction.created_at == PREDICTED_AT.replace(tzinfo=UTC)
     assert (prediction.image_sha256, prediction.model_version, prediction.cached) == ("", "", False)
     assert store.get_prediction(prediction.id) == prediction
     assert store.recent_predictions(10, username="member") == [prediction]
@@ -142,9 +142,7 @@ def test_original_predictions_are_readable_and_take_feedback(store: MongoStore):
     assert store.find_recent_url_image(url, PREDICTED_AT - timedelta(days=1)) is None
 
 
-def test_original_parameters_are_read_and_overwritten_in_place(
-    store: MongoStore, original_db: Database
-):
+def test_original_parameters_are_read_and_overwritten_in_place(store: MongoStore, original_db: Database):
     assert store.get_parameter("production_date") == "2023-05-01"
     assert store.get_parameter("last_count") == "42"
     store.set_parameter("production_date", "2024-02-02")
@@ -175,9 +173,7 @@ def test_original_images_are_not_stored_again(store: MongoStore):
     assert store.training_images(1)[0].label == "Amanita pantherina"
 
 
-def test_reopening_leaves_the_hashed_images_alone(
-    store: MongoStore, mongo_server_url: str, original_db: Database
-):
+def test_reopening_leaves_the_hashed_images_alone(store: MongoStore, mongo_server_url: str, original_db: Database):
     files = original_db["img_store.files"]
     before = list(files.find({}, {"metadata": 1}).sort("_id", 1))
     MongoStore(without_database(mongo_server_url)).close()

@@ -34,7 +34,7 @@ def _stat(pid: int) -> tuple[int, int] | None:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the name, in parentheses, may hold spaces
+    fields = raw[raw.rindex(")") + 2 :].split()  # the name, in parentheses, may hold spaces
     return int(fields[1]), int(fields[19])
 
 
@@ -84,8 +84,14 @@ def leftover_processes(started_after: int, markers: tuple[str, ...], me: int | N
     return found
 
 
-def _orphaned(pid: int, started_after: int, markers: tuple[str, ...], parents: dict[int, int],
-              starts: dict[int, int], commands: dict[int, str]) -> bool:
+def _orphaned(
+    pid: int,
+    started_after: int,
+    markers: tuple[str, ...],
+    parents: dict[int, int],
+    starts: dict[int, int],
+    commands: dict[int, str],
+) -> bool:
     """Re-parented to init or to a long-lived reaper, rather than started by another live
     session (a second pytest run from this checkout, whose own children are its business)."""
     parent = parents[pid]

@@ -14,8 +14,9 @@ def register_copy_of(settings, version: str) -> str:
     """A new version with the same artifacts: cheap, and a real registry version."""
     registry = Registry(settings)
     source = registry.get_version(version)
-    created = registry.client.create_model_version(settings.registered_model, source=source.source,
-                                                   run_id=source.run_id)
+    created = registry.client.create_model_version(
+        settings.registered_model, source=source.source, run_id=source.run_id
+    )
     return str(created.version)
 
 
@@ -33,9 +34,9 @@ def register_corrupt_version(settings, like_version: str) -> str:
         (folder / MODEL_FILE).write_bytes(b"this is not an ONNX model" * 100)
         client.log_artifacts(run.info.run_id, str(folder), SERVING_ARTIFACTS)
     client.set_terminated(run.info.run_id, "FINISHED")
-    created = client.create_model_version(settings.registered_model,
-                                          source=f"{run.info.artifact_uri}/{SERVING_ARTIFACTS}",
-                                          run_id=run.info.run_id)
+    created = client.create_model_version(
+        settings.registered_model, source=f"{run.info.artifact_uri}/{SERVING_ARTIFACTS}", run_id=run.info.run_id
+    )
     return str(created.version)
 
 

@@ -28,8 +28,14 @@ class TrainedRegistry:
         data_dir.mkdir(parents=True, exist_ok=True)
         db = data_dir / "mlflow-copy.db"
         shutil.copyfile(self.mlflow_db, db)
-        values = dict(data_dir=data_dir, mlflow_uri=f"sqlite:///{db}", dataset_dir=self.dataset_dir,
-                      eval_dir=self.eval_dir, bootstrap_model=False, model_poll_seconds=0.5)
+        values = dict(
+            data_dir=data_dir,
+            mlflow_uri=f"sqlite:///{db}",
+            dataset_dir=self.dataset_dir,
+            eval_dir=self.eval_dir,
+            bootstrap_model=False,
+            model_poll_seconds=0.5,
+        )
         return Settings(**(values | overrides))
 
 

@@ -30,11 +30,23 @@ from .fakes import (
 def make_settings(tmp_path: Path, **overrides) -> Settings:
     """Settings with every value a test relies on given, so no CHAMPIPY_* variable leaks in."""
     values = {
-        "data_dir": tmp_path / "data", "database_url": "memory://", "mlflow_uri": "", "redis_url": "",
-        "dataset_dir": None, "eval_dir": None, "registered_model": "champipy", "production_alias": "production",
-        "store_threshold": 0.70, "uncertain_threshold": 0.50, "url_cache_ttl_seconds": 3600,
-        "max_pending_predictions": 4, "fetch_per_user": 2, "kept_image_max_side": 1024,
-        "target_accuracy": 0.70, "target_new_images": 500, "retrain_on_new_images": False,
+        "data_dir": tmp_path / "data",
+        "database_url": "memory://",
+        "mlflow_uri": "",
+        "redis_url": "",
+        "dataset_dir": None,
+        "eval_dir": None,
+        "registered_model": "champipy",
+        "production_alias": "production",
+        "store_threshold": 0.70,
+        "uncertain_threshold": 0.50,
+        "url_cache_ttl_seconds": 3600,
+        "max_pending_predictions": 4,
+        "fetch_per_user": 2,
+        "kept_image_max_side": 1024,
+        "target_accuracy": 0.70,
+        "target_new_images": 500,
+        "retrain_on_new_images": False,
     }
     return Settings(**(values | overrides))
 
@@ -94,7 +106,13 @@ def observer() -> RecordingObserver:
 
 
 @pytest.fixture
-def service(settings: Settings, memory_store: Store, provider: ModelProvider, fetcher: FakeFetcher,
-            observer: RecordingObserver, tmp_path: Path) -> PredictionService:
+def service(
+    settings: Settings,
+    memory_store: Store,
+    provider: ModelProvider,
+    fetcher: FakeFetcher,
+    observer: RecordingObserver,
+    tmp_path: Path,
+) -> PredictionService:
     spool = ImageSpool(tmp_path / "spool", max_files=50, max_bytes=10 * 1024 * 1024)
     return PredictionService(settings, memory_store, provider, fetcher, spool, observer=observer)

@@ -127,11 +127,17 @@ class FakeRegistry:
         self.logged_metrics: list[tuple[str, dict[str, float]]] = []
 
     # writing
-    def add_version(self, version: str, metrics: dict[str, float] | None = None,
-                    created_at: datetime | None = None) -> ModelVersionInfo:
-        info = ModelVersionInfo(version=str(version), run_id=f"run-{version}", aliases=(),
-                                metrics=dict(metrics or {}), params={"backbone": "stub"},
-                                created_at=created_at or datetime.now(UTC))
+    def add_version(
+        self, version: str, metrics: dict[str, float] | None = None, created_at: datetime | None = None
+    ) -> ModelVersionInfo:
+        info = ModelVersionInfo(
+            version=str(version),
+            run_id=f"run-{version}",
+            aliases=(),
+            metrics=dict(metrics or {}),
+            params={"backbone": "stub"},
+            created_at=created_at or datetime.now(UTC),
+        )
         self._versions[info.version] = info
         return self._with_aliases(info)
 

@@ -61,12 +61,14 @@ class Parts:
     def add_images(self, n: int, start: int = 0) -> None:
         for i in range(start, start + n):
             data = image_bytes((i % 256, i // 256, 200))
-            self.store.add_image(NewImage(sha256=sha256_hex(data), data=data,
-                                          label="chanterelle", label_source=LabelSource.PREDICTED))
+            self.store.add_image(
+                NewImage(sha256=sha256_hex(data), data=data, label="chanterelle", label_source=LabelSource.PREDICTED)
+            )
 
 
-def build(tmp_path: Path, store: Store, *, wrong: int = 0, with_jobs: bool = True, promote: bool = True,
-          **overrides) -> Parts:
+def build(
+    tmp_path: Path, store: Store, *, wrong: int = 0, with_jobs: bool = True, promote: bool = True, **overrides
+) -> Parts:
     overrides.setdefault("eval_dir", write_eval_dir(tmp_path / "eval", wrong))
     settings = make_settings(tmp_path, **overrides)
     registry = FakeRegistry()
@@ -216,8 +218,9 @@ def test_no_retrain_in_a_process_without_a_job_queue(tmp_path, memory_store):
 
 
 def test_without_an_evaluation_set_the_check_still_counts_new_images_and_retrains(tmp_path, memory_store):
-    parts = build(tmp_path, memory_store, eval_dir=tmp_path / "missing", target_new_images=3,
-                  retrain_on_new_images=True)
+    parts = build(
+        tmp_path, memory_store, eval_dir=tmp_path / "missing", target_new_images=3, retrain_on_new_images=True
+    )
     parts.add_images(3)
 
     result = parts.monitor.run_check()
@@ -273,13 +276,27 @@ def test_production_accuracy_needs_an_evaluation_folder(tmp_path, memory_store):
 def test_past_prediction_accuracy_numbers(tmp_path, memory_store):
     parts = build(tmp_path, memory_store)
     assert parts.monitor.past_prediction_accuracy(10) == {
-        "n": 0, "mean_probability": None, "n_feedback": 0, "feedback_accuracy": None}
+        "n": 0,
+        "mean_probability": None,
+        "n_feedback": 0,
+        "feedback_accuracy": None,
+    }
     made = []
-    for top, probability, feedback in [("amanita", 0.9, "amanita"), ("boletus", 0.6, "amanita"),
-                                       ("amanita", 0.8, None), ("chanterelle", 0.5, None)]:
-        prediction = memory_store.add_prediction(NewPrediction(
-            username="alice", image_sha256=f"{len(made):064x}", model_name="champipy", model_version="1",
-            results=(SpeciesScore(top, probability), SpeciesScore("other", 1 - probability))))
+    for top, probability, feedback in [
+        ("amanita", 0.9, "amanita"),
+        ("boletus", 0.6, "amanita"),
+        ("amanita", 0.8, None),
+        ("chanterelle", 0.5, None),
+    ]:
+        prediction = memory_store.add_prediction(
+            NewPrediction(
+                username="alice",
+                image_sha256=f"{len(made):064x}",
+                model_name="champipy",
+                model_version="1",
+                results=(SpeciesScore(top, probability), SpeciesScore("other", 1 - probability)),
+            )
+        )
         if feedback:
             memory_store.set_feedback(prediction.id, feedback, "bob")
         made.append(prediction)
@@ -305,8 +322,13 @@ def test_new_images_since_promotion_counts_from_the_recorded_promotion(tmp_path,
     counted = parts.monitor.new_images_since_promotion("champipy", "Production")
 
     [promotion] = memory_store.list_events(PROMOTION)
-    assert counted == {"model_name": "champipy", "stage": "production", "version": "1",
-                       "promoted_at": promotion.created_at.isoformat(), "nb_new_img": 3}
+    assert counted == {
+        "model_name": "champipy",
+        "stage": "production",
+        "version": "1",
+        "promoted_at": promotion.created_at.isoformat(),
+        "nb_new_img": 3,
+    }
 
 
 def test_new_images_of_another_model_is_not_found(tmp_path, memory_store):

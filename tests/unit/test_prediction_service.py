@@ -79,8 +79,7 @@ def test_the_same_image_again_is_served_from_the_cache_without_the_classifier(se
     assert memory_store.count_predictions() == 2
 
 
-def test_a_repeated_image_is_answered_from_memory_without_reading_the_store(service, memory_store, alice,
-                                                                            monkeypatch):
+def test_a_repeated_image_is_answered_from_memory_without_reading_the_store(service, memory_store, alice, monkeypatch):
     data = image_bytes(BLUE)
     service.predict_upload(data, None, top_k=1, user=alice)
     monkeypatch.setattr(memory_store, "find_computed_prediction", lambda *a: pytest.fail("read the store"))
@@ -88,8 +87,9 @@ def test_a_repeated_image_is_answered_from_memory_without_reading_the_store(serv
     assert service.predict_upload(data, None, top_k=1, user=alice).prediction.cached is True
 
 
-def test_the_store_cache_serves_a_new_process_without_the_classifier(settings, memory_store, provider, loader,
-                                                                     fetcher, tmp_path, alice, service):
+def test_the_store_cache_serves_a_new_process_without_the_classifier(
+    settings, memory_store, provider, loader, fetcher, tmp_path, alice, service
+):
     data = image_bytes(BLUE)
     service.predict_upload(data, None, top_k=1, user=alice)
     predicted = loader.by_version["1"].images_predicted
@@ -258,8 +258,9 @@ def test_a_url_seen_longer_ago_than_the_ttl_is_downloaded_again(service, fetcher
 
 
 def test_a_ttl_of_zero_downloads_every_time(tmp_path, memory_store, provider, fetcher, alice):
-    service = PredictionService(make_settings(tmp_path, url_cache_ttl_seconds=0), memory_store, provider,
-                                fetcher, ImageSpool(tmp_path / "s"))
+    service = PredictionService(
+        make_settings(tmp_path, url_cache_ttl_seconds=0), memory_store, provider, fetcher, ImageSpool(tmp_path / "s")
+    )
     fetcher.images[URL] = image_bytes(GREEN)
     service.predict_url(URL, top_k=1, user=alice)
     service.predict_url(URL, top_k=1, user=alice)

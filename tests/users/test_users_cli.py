@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from champipy.errors import Unauthorized
 from champipy.services.login_throttle import LoginThrottle, throttle_storage
 from champipy.services.users import Authenticator
 from champipy.settings import Settings
@@ -16,8 +17,12 @@ from champipy.store import open_store
 
 def run_cli(env: dict, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "champipy", *args], input=stdin, capture_output=True, text=True,
-        env={**os.environ, **env}, timeout=120,
+        [sys.executable, "-m", "champipy", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
     )
 
 
@@ -38,7 +43,10 @@ def test_add_admin_from_stdin_stores_only_an_argon2_hash(cli_env, tmp_path):
         assert bob.is_admin
         assert bob.password_hash.startswith("$argon2id$")
         assert password not in bob.password_hash
-        assert Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60)).with_password("bob", password).username == "bob"
+        assert (
+            Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60)).with_password("bob", password).username
+            == "bob"
+        )
     finally:
         store.close()
     raw = (tmp_path / "data" / "champipy.db").read_bytes()
@@ -51,7 +59,10 @@ def test_list_set_role_disable_and_set_password(cli_env, tmp_path):
     assert "alice" in listed.stdout and "admin" not in listed.stdout
 
     assert run_cli(cli_env, "users", "set-role", "alice", "admin").returncode == 0
-    assert run_cli(cli_env, "users", "set-password", "alice", "--password-stdin", stdin="second-password\n").returncode == 0
+    assert (
+        run_cli(cli_env, "users", "set-password", "alice", "--password-stdin", stdin="second-password\n").returncode
+        == 0
+    )
     assert run_cli(cli_env, "users", "disable", "alice").returncode == 0
 
     store = open_store(Settings(data_dir=tmp_path / "data").resolved_database_url)
@@ -59,11 +70,11 @@ def test_list_set_role_disable_and_set_password(cli_env, tmp_path):
         alice = store.get_user("alice")
         assert alice.is_admin and alice.disabled
         auth = Authenticator(store, LoginThrottle(throttle_storage(""), 5, 60))
-        with pytest.raises(Exception):
+        with pytest.raises(Unauthorized):
             auth.with_password("alice", "second-password")
         store.update_user("alice", disabled=False)
         assert auth.with_password("alice", "second-password").username == "alice"
-        with pytest.raises(Exception):
+        with pytest.raises(Unauthorized):
             auth.with_password("alice", "first-password")
     finally:
         store.close()

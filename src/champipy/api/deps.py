@@ -10,12 +10,13 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPBasic, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from ..container import Container
 from ..app_deps import ContainerDep
+from ..container import Container
 from ..errors import Forbidden, Unauthorized
 from ..store.base import User
 from ..web.session import user_from_session_cookie
 from .request_log import note_user
+
 
 class _BasicForDocs(HTTPBasic):
     """Declared for the OpenAPI page only. FastAPI's own parser decodes the credentials as
@@ -28,8 +29,6 @@ class _BasicForDocs(HTTPBasic):
 
 _basic_doc = _BasicForDocs(auto_error=False, description="User name and password")
 _bearer_doc = HTTPBearer(auto_error=False, description="API token from POST /tokens")
-
-
 
 
 def _authorization(request: Request) -> tuple[str, str]:

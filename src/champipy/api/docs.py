@@ -27,17 +27,19 @@ def _script_hashes(html: str) -> str:
 
 
 def docs_policy(html: str) -> str:
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src 'self' {_script_hashes(html)}",
-        "style-src 'self' 'unsafe-inline'",  # swagger-ui sets style attributes as it renders
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "object-src 'none'",
-        "frame-ancestors 'none'",
-        "form-action 'self'",
-        "base-uri 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {_script_hashes(html)}",
+            "style-src 'self' 'unsafe-inline'",  # swagger-ui sets style attributes as it renders
+            "img-src 'self' data:",
+            "connect-src 'self'",
+            "object-src 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+            "base-uri 'none'",
+        ]
+    )
 
 
 def install_docs(app: FastAPI) -> None:

@@ -20,9 +20,17 @@ log = logging.getLogger(__name__)
 AUTH_CHALLENGE = {"WWW-Authenticate": 'Basic realm="champipy", charset="UTF-8"'}
 
 _HTTP_CODES = {
-    400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-    405: "method_not_allowed", 406: "not_acceptable", 409: "conflict", 413: "too_large",
-    415: "unsupported_media_type", 422: "invalid_input", 429: "too_many_requests",
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
 }
 
 
@@ -81,8 +89,10 @@ def error_responses(*errors: type[ChampipyError]) -> dict[int | str, dict[str, A
     codes: dict[int, list[str]] = {}
     for error in errors:
         codes.setdefault(error.status, []).append(error.code)
-    return {status: {"model": ErrorOut, "description": "Error: " + ", ".join(sorted(set(names)))}
-            for status, names in sorted(codes.items())}
+    return {
+        status: {"model": ErrorOut, "description": "Error: " + ", ".join(sorted(set(names)))}
+        for status, names in sorted(codes.items())
+    }
 
 
 def signed_in(*errors: type[ChampipyError]) -> dict[int | str, dict[str, Any]]:

@@ -24,10 +24,10 @@ Each app has its own ``CollectorRegistry``, so tests can build several apps in o
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterator
 import logging
 import threading
 import time
+from collections.abc import Iterator
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -55,23 +55,41 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "champipy_http_requests", "HTTP requests answered, by route template and status.",
-            ["method", "route", "status"], registry=self.registry)
+            "champipy_http_requests",
+            "HTTP requests answered, by route template and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
-            "champipy_http_request_duration_seconds", "Time to answer an HTTP request.",
-            ["method", "route", "status"], buckets=HTTP_BUCKETS, registry=self.registry)
+            "champipy_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["method", "route", "status"],
+            buckets=HTTP_BUCKETS,
+            registry=self.registry,
+        )
         self.predictions = Counter(
-            "champipy_predictions", "Predictions answered, by whether the result came from the cache.",
-            ["cached"], registry=self.registry)
+            "champipy_predictions",
+            "Predictions answered, by whether the result came from the cache.",
+            ["cached"],
+            registry=self.registry,
+        )
         self.cache_hits = Counter(
-            "champipy_prediction_cache_hits", "Predictions served from the (image hash, model version) cache.",
-            registry=self.registry)
+            "champipy_prediction_cache_hits",
+            "Predictions served from the (image hash, model version) cache.",
+            registry=self.registry,
+        )
         self.inference_seconds = Histogram(
-            "champipy_inference_duration_seconds", "Decode, preprocessing and inference time of computed predictions.",
-            buckets=INFERENCE_BUCKETS, registry=self.registry)
+            "champipy_inference_duration_seconds",
+            "Decode, preprocessing and inference time of computed predictions.",
+            buckets=INFERENCE_BUCKETS,
+            registry=self.registry,
+        )
         self.top_probability = Histogram(
-            "champipy_prediction_top_probability", "Top-1 probability of computed predictions (drift signal).",
-            buckets=PROBABILITY_BUCKETS, registry=self.registry)
+            "champipy_prediction_top_probability",
+            "Top-1 probability of computed predictions (drift signal).",
+            buckets=PROBABILITY_BUCKETS,
+            registry=self.registry,
+        )
         self._state = _StateCollector()
         self.registry.register(self._state)
 
@@ -133,39 +151,53 @@ class _StateCollector:
         if gate is None:
             return
         yield GaugeMetricFamily("champipy_predictions_pending", "Predictions being computed now.", value=gate.pending)
-        yield GaugeMetricFamily("champipy_predictions_pending_limit",
-                                "Predictions computed at once before 503 (CHAMPIPY_MAX_PENDING_PREDICTIONS).",
-                                value=gate.limit)
-        yield CounterMetricFamily("champipy_predictions_refused_busy",
-                                  "Predictions refused with 503 because the limit was reached.", value=gate.refused)
+        yield GaugeMetricFamily(
+            "champipy_predictions_pending_limit",
+            "Predictions computed at once before 503 (CHAMPIPY_MAX_PENDING_PREDICTIONS).",
+            value=gate.limit,
+        )
+        yield CounterMetricFamily(
+            "champipy_predictions_refused_busy",
+            "Predictions refused with 503 because the limit was reached.",
+            value=gate.refused,
+        )
 
     @staticmethod
     def _sign_ins(container: Container) -> Iterator[Metric]:
         throttle = getattr(getattr(container, "authenticator", None), "throttle", None)
         if throttle is None:
             return
-        yield CounterMetricFamily("champipy_login_lockouts", "(user, address) pairs locked after failed sign-ins.",
-                                  value=throttle.lockouts)
-        yield CounterMetricFamily("champipy_login_delays",
-                                  "Sign-ins delayed by the per-user limit (attempts from many addresses).",
-                                  value=throttle.delays)
+        yield CounterMetricFamily(
+            "champipy_login_lockouts", "(user, address) pairs locked after failed sign-ins.", value=throttle.lockouts
+        )
+        yield CounterMetricFamily(
+            "champipy_login_delays",
+            "Sign-ins delayed by the per-user limit (attempts from many addresses).",
+            value=throttle.delays,
+        )
 
     @staticmethod
     def _model(container: Container) -> Iterator[Metric]:
         provider = getattr(container, "models", None)
         serving = getattr(provider, "serving", None)
-        info = GaugeMetricFamily("champipy_model_info", "The model version that serves (value 1).",
-                                 labels=["name", "version"])
+        info = GaugeMetricFamily(
+            "champipy_model_info", "The model version that serves (value 1).", labels=["name", "version"]
+        )
         if serving is not None:
             info.add_metric([serving.name, serving.version], 1)
         yield info
         yield GaugeMetricFamily("champipy_model_loaded", "1 when a model serves.", value=int(serving is not None))
-        yield GaugeMetricFamily("champipy_model_load_error",
-                                "1 while the last registry read or model load failed (see /status).",
-                                value=int(bool(getattr(provider, "last_error", None))))
+        yield GaugeMetricFamily(
+            "champipy_model_load_error",
+            "1 while the last registry read or model load failed (see /status).",
+            value=int(bool(getattr(provider, "last_error", None))),
+        )
         if serving is not None:
-            yield GaugeMetricFamily("champipy_model_loaded_timestamp_seconds", "When the serving model was loaded.",
-                                    value=serving.loaded_at.timestamp())
+            yield GaugeMetricFamily(
+                "champipy_model_loaded_timestamp_seconds",
+                "When the serving model was loaded.",
+                value=serving.loaded_at.timestamp(),
+            )
 
     def _job_counts(self, container: Container) -> Iterator[Metric]:
         with self._lock:
@@ -173,21 +205,23 @@ class _StateCollector:
             if now - self._jobs_read_at >= JOB_COUNT_TTL_SECONDS:
                 self._jobs_read_at = now
                 try:
-                    self._jobs = {state.value: len(container.store.list_jobs(limit=JOB_COUNT_CAP, state=state))
-                                  for state in JobState}
+                    self._jobs = {
+                        state.value: len(container.store.list_jobs(limit=JOB_COUNT_CAP, state=state))
+                        for state in JobState
+                    }
                 except Exception as exc:  # the database is down: say so, keep the other metrics
                     self._store_errors += 1
                     self._jobs = None
                     log.warning("metrics: cannot count jobs: %s", exc)
             jobs, errors = self._jobs, self._store_errors
         if jobs is not None:
-            family = GaugeMetricFamily("champipy_jobs", f"Background jobs by state (counted up to {JOB_COUNT_CAP}).",
-                                       labels=["state"])
+            family = GaugeMetricFamily(
+                "champipy_jobs", f"Background jobs by state (counted up to {JOB_COUNT_CAP}).", labels=["state"]
+            )
             for state, count in jobs.items():
                 family.add_metric([state], count)
             yield family
-        errors_family = GaugeMetricFamily("champipy_metrics_store_errors",
-                                          "Scrapes that could not read the store.")
+        errors_family = GaugeMetricFamily("champipy_metrics_store_errors", "Scrapes that could not read the store.")
         errors_family.add_metric([], errors)
         yield errors_family
 
@@ -222,9 +256,12 @@ class MetricsMiddleware:
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response,
-            summary="Prometheus metrics (text format; public unless CHAMPIPY_METRICS_TOKEN is set)",
-            responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    summary="Prometheus metrics (text format; public unless CHAMPIPY_METRICS_TOKEN is set)",
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
 def metrics(request: Request) -> Response:
     expected = request.app.state.container.settings.metrics_token
     if expected:

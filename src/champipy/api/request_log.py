@@ -125,7 +125,10 @@ def _log_access(scope: Scope, status: int, started: float, user: str | None) -> 
     route = scope.get("route")
     client = scope.get("client")
     access_log.info(
-        "%s %s %s", scope["method"], scope["path"][:MAX_LOGGED_PATH], status,
+        "%s %s %s",
+        scope["method"],
+        scope["path"][:MAX_LOGGED_PATH],
+        status,
         extra={
             "method": scope["method"],
             "path": scope["path"][:MAX_LOGGED_PATH],

@@ -50,8 +50,13 @@ class TokenOut(BaseModel):
 
     @classmethod
     def from_record(cls, record: ApiToken) -> TokenOut:
-        return cls(id=record.id, name=record.name, created_at=record.created_at, revoked=record.revoked,
-                   expires_at=record.expires_at)
+        return cls(
+            id=record.id,
+            name=record.name,
+            created_at=record.created_at,
+            revoked=record.revoked,
+            expires_at=record.expires_at,
+        )
 
 
 class IssuedTokenOut(TokenOut):
@@ -125,11 +130,17 @@ class PredictionRecordOut(BaseModel):
     @classmethod
     def from_record(cls, p: Prediction, uncertain_threshold: float) -> PredictionRecordOut:
         return cls(
-            id=p.id, username=p.username,
+            id=p.id,
+            username=p.username,
             results=[ScoreOut(species=s.species, probability=s.probability) for s in p.results],
-            model=ModelRef(name=p.model_name, version=p.model_version), image_sha256=p.image_sha256,
-            cached=p.cached, source_url=p.source_url, filename=p.filename, created_at=p.created_at,
-            feedback_species=p.feedback_species, uncertain=is_uncertain(p, uncertain_threshold),
+            model=ModelRef(name=p.model_name, version=p.model_version),
+            image_sha256=p.image_sha256,
+            cached=p.cached,
+            source_url=p.source_url,
+            filename=p.filename,
+            created_at=p.created_at,
+            feedback_species=p.feedback_species,
+            uncertain=is_uncertain(p, uncertain_threshold),
         )
 
 
@@ -160,9 +171,19 @@ class JobOut(BaseModel):
 
     @classmethod
     def from_record(cls, job: Job) -> JobOut:
-        return cls(id=job.id, kind=job.kind, state=str(job.state), params=job.params, progress=job.progress,
-                   result=job.result, error=job.error, username=job.username, created_at=job.created_at,
-                   started_at=job.started_at, finished_at=job.finished_at)
+        return cls(
+            id=job.id,
+            kind=job.kind,
+            state=str(job.state),
+            params=job.params,
+            progress=job.progress,
+            result=job.result,
+            error=job.error,
+            username=job.username,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
 
 
 class ModelVersionOut(BaseModel):

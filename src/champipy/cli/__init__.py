@@ -36,6 +36,12 @@ def open_container(*, serving: bool = False, runner_options: RunnerOptions | Non
         container.close()
 
 
-from . import monitor, predict, serve, users  # noqa: E402,F401  (registers the commands)
-from . import data, worker  # noqa: E402,F401  (registers the data and worker commands)
-from . import models  # noqa: E402,F401  (registers train, evaluate and models)
+from . import (  # noqa: E402,F401  (registers the commands)  # noqa: E402,F401  (registers the data and worker commands)
+    data,
+    models,  # noqa: E402,F401  (registers train, evaluate and models)
+    monitor,
+    predict,
+    serve,
+    users,
+    worker,
+)

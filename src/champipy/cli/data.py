@@ -54,8 +54,7 @@ def import_dataset(
     for rejected in summary.rejected_files:
         console.print(f"[yellow]skipped[/] {rejected['path']}: {rejected['reason']}")
     console.print(
-        f"{summary.added} added, {summary.duplicates} already stored, "
-        f"{summary.rejected} skipped, {summary.total} files"
+        f"{summary.added} added, {summary.duplicates} already stored, {summary.rejected} skipped, {summary.total} files"
     )
 
 

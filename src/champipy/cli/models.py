@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Optional
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -43,8 +43,14 @@ def _folder(option: Path | None, fallback: Path | None, env: str) -> Path:
 @contextmanager
 def training_progress(settings: Settings) -> Iterator[Callable[[dict[str, Any]], None]]:
     """A rich progress bar fed by the training pipeline's progress events."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
         tasks: dict[str, Any] = {}
 
         def task(stage: str, description: str, total: int | None, info: str = "") -> Any:
@@ -69,12 +75,26 @@ def training_progress(settings: Settings) -> Iterator[Callable[[dict[str, Any]],
 
 @app.command()
 def train(
-    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of species sub-folders (default: CHAMPIPY_DATASET_DIR).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Fine-tune for N epochs (selects the fine-tune path).")] = None,
-    variables: Annotated[Optional[int], typer.Option(min=0, help="Fine-tune the last N blocks of each backbone (selects the fine-tune path; 0: frozen features).")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="lite0, lite1, lite2 or an ensemble such as lite0+lite2 (default: the measured recipe).")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (split, augmentation, initialisation).")] = None,
-    base_version: Annotated[Optional[str], typer.Option("--from-version", help="Start from this registered version's weights.")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder of species sub-folders (default: CHAMPIPY_DATASET_DIR).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Fine-tune for N epochs (selects the fine-tune path).")
+    ] = None,
+    variables: Annotated[
+        int | None,
+        typer.Option(
+            min=0, help="Fine-tune the last N blocks of each backbone (selects the fine-tune path; 0: frozen features)."
+        ),
+    ] = None,
+    backbone: Annotated[
+        str | None,
+        typer.Option(help="lite0, lite1, lite2 or an ensemble such as lite0+lite2 (default: the measured recipe)."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (split, augmentation, initialisation).")] = None,
+    base_version: Annotated[
+        str | None, typer.Option("--from-version", help="Start from this registered version's weights.")
+    ] = None,
     promote: Annotated[bool, typer.Option("--promote", help="Point the production alias at the new version.")] = False,
 ) -> None:
     """Train a species model, check its ONNX export, evaluate it and register a new version."""
@@ -90,8 +110,11 @@ def train(
         examples = examples_from_folder(folder)
     except (ChampipyError, ValueError) as exc:
         _fail(str(exc))
-    mode = (f"fine-tuning the last {config.variables} blocks for {config.resolved_epochs} epochs"
-            if config.fine_tune else "frozen features + logistic regression")
+    mode = (
+        f"fine-tuning the last {config.variables} blocks for {config.resolved_epochs} epochs"
+        if config.fine_tune
+        else "frozen features + logistic regression"
+    )
     console.print(f"Training [bold]{config.backbone}[/bold] ({mode}) on {len(examples)} images from {folder}")
 
     with training_progress(settings) as on_progress:
@@ -102,19 +125,28 @@ def train(
     if promote:
         _promote(settings, outcome.version.version, None)
     metrics = outcome.metrics
-    console.print(f"Registered [bold]{settings.registered_model}[/bold] version [bold]{outcome.version.version}[/bold]"
-                  f" (run {outcome.version.run_id}) in {metrics['train_seconds']:.0f} s of training"
-                  + (" — promoted to production" if promote else ""))
-    shown = [k for k in ("val_top1", "val_top3", "val_ece", "temperature", "eval_top1", "eval_top3", "eval_ece")
-             if k in metrics]
+    console.print(
+        f"Registered [bold]{settings.registered_model}[/bold] version [bold]{outcome.version.version}[/bold]"
+        f" (run {outcome.version.run_id}) in {metrics['train_seconds']:.0f} s of training"
+        + (" — promoted to production" if promote else "")
+    )
+    shown = [
+        k
+        for k in ("val_top1", "val_top3", "val_ece", "temperature", "eval_top1", "eval_top3", "eval_ece")
+        if k in metrics
+    ]
     console.print("  ".join(f"{k} {metrics[k]:.3f}" for k in shown))
 
 
 @app.command()
 def evaluate(
-    data: Annotated[Optional[Path], typer.Option("--data", help="Folder of species sub-folders (default: CHAMPIPY_EVAL_DIR).")] = None,
-    version: Annotated[Optional[str], typer.Option(help="Registered version to evaluate.")] = None,
-    alias: Annotated[Optional[str], typer.Option(help="Alias to evaluate (default: production, else the latest version).")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Folder of species sub-folders (default: CHAMPIPY_EVAL_DIR).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Registered version to evaluate.")] = None,
+    alias: Annotated[
+        str | None, typer.Option(help="Alias to evaluate (default: production, else the latest version).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate a registered model (ONNX Runtime) on a folder of labelled photos."""
@@ -174,23 +206,41 @@ def list_models(
         typer.echo(json.dumps([v.to_dict() for v in versions]))
         return
     table = Table(title="Registered versions")
-    for column in ("version", "aliases", "created", "backbone", "val top-1", "eval top-1", "eval top-3", "eval ECE", "run"):
+    for column in (
+        "version",
+        "aliases",
+        "created",
+        "backbone",
+        "val top-1",
+        "eval top-1",
+        "eval top-3",
+        "eval ECE",
+        "run",
+    ):
         table.add_column(column)
 
     def metric(info: Any, key: str) -> str:
         return f"{info.metrics[key]:.3f}" if key in info.metrics else "-"
 
     for info in versions:
-        table.add_row(info.version, ", ".join(info.aliases), info.created_at.strftime("%Y-%m-%d %H:%M"),
-                      info.params.get("backbone", "-"), metric(info, "val_top1"), metric(info, "eval_top1"),
-                      metric(info, "eval_top3"), metric(info, "eval_ece"), (info.run_id or "")[:8])
+        table.add_row(
+            info.version,
+            ", ".join(info.aliases),
+            info.created_at.strftime("%Y-%m-%d %H:%M"),
+            info.params.get("backbone", "-"),
+            metric(info, "val_top1"),
+            metric(info, "eval_top1"),
+            metric(info, "eval_top3"),
+            metric(info, "eval_ece"),
+            (info.run_id or "")[:8],
+        )
     Console().print(table)
 
 
 @models_app.command("promote")
 def promote_model(
     version: Annotated[str, typer.Argument(help="Version to promote.")],
-    alias: Annotated[Optional[str], typer.Option(help="Alias to set (default: production).")] = None,
+    alias: Annotated[str | None, typer.Option(help="Alias to set (default: production).")] = None,
 ) -> None:
     """Point the production alias (or --alias) at VERSION; serving processes pick it up."""
     info = _promote(get_settings(), version, alias)

@@ -23,8 +23,10 @@ def monitor(as_json: bool = typer.Option(False, "--json", help="Print the result
         print(json.dumps(result.to_dict()))
     else:
         accuracy = "n/a" if result.accuracy is None else f"{result.accuracy:.3f}"
-        console.print(f"model version {result.model_version or '-'} · accuracy {accuracy} · "
-                      f"new images {result.nb_new_img if result.nb_new_img is not None else '-'}")
+        console.print(
+            f"model version {result.model_version or '-'} · accuracy {accuracy} · "
+            f"new images {result.nb_new_img if result.nb_new_img is not None else '-'}"
+        )
         for alert in result.alerts:
             console.print(f"[red]ALERT[/] {alert}")
         if result.ok:

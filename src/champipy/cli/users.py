@@ -42,7 +42,12 @@ def list_users() -> None:
     with open_container() as container:
         table = Table("user", "roles", "disabled", "created")
         for user in container.store.list_users():
-            table.add_row(user.username, ", ".join(user.roles), "yes" if user.disabled else "", f"{user.created_at:%Y-%m-%d %H:%M}")
+            table.add_row(
+                user.username,
+                ", ".join(user.roles),
+                "yes" if user.disabled else "",
+                f"{user.created_at:%Y-%m-%d %H:%M}",
+            )
     console.print(table)
 
 

@@ -31,12 +31,18 @@ def worker(
     if stale_after_seconds < 3 * heartbeat_seconds:
         raise typer.BadParameter("--stale-after-seconds must be at least 3 heartbeats long")
     configure_logging(get_settings().log_level)
-    options = RunnerOptions(queue_name=queue, heartbeat_seconds=heartbeat_seconds,
-                            stale_after_seconds=stale_after_seconds)
+    options = RunnerOptions(
+        queue_name=queue, heartbeat_seconds=heartbeat_seconds, stale_after_seconds=stale_after_seconds
+    )
     with open_container(serving=True, runner_options=options) as container:
         settings, runner = container.settings, container.jobs
         assert runner is not None  # a serving container has a job runner
         source = "Redis" if settings.redis_url else f"SQLite ({settings.data_dir / 'jobs.db'})"
-        log.info("worker consuming queue %r from %s with %d thread(s); kinds: %s",
-                 queue, source, workers, ", ".join(runner.kinds))
+        log.info(
+            "worker consuming queue %r from %s with %d thread(s); kinds: %s",
+            queue,
+            source,
+            workers,
+            ", ".join(runner.kinds),
+        )
         JobConsumer(runner, workers=workers, periodic=periodic).run()

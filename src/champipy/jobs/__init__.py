@@ -1,8 +1,8 @@
 """Background jobs on Huey: see ``wiring.create_runner`` for the kinds and the schedule."""
 
+from ..errors import QueueUnavailable
 from .consumer import JobConsumer
 from .queue import DEFAULT_QUEUE_NAME, build_huey, parse_cron
-from ..errors import QueueUnavailable
 from .runner import WORKER_STOPPED, Handler, JobRunner, Report
 from .wiring import consumes_in_process, create_runner
 

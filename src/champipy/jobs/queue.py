@@ -32,9 +32,7 @@ def parse_cron(expression: str) -> Callable[[datetime], bool]:
     """
     fields = expression.split()
     if len(fields) != 5:
-        raise InvalidInput(
-            f"The schedule {expression!r} must have 5 fields: minute hour day month weekday."
-        )
+        raise InvalidInput(f"The schedule {expression!r} must have 5 fields: minute hour day month weekday.")
     minute, hour, day, month, weekday = fields
     try:
         schedule: Callable[[datetime], bool] = crontab(minute, hour, day, month, weekday, strict=True)

@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from huey import Huey
@@ -168,7 +168,7 @@ def readable_error(exc: BaseException) -> str:
 
 def _as_utc(moment: datetime) -> datetime:
     # Some backends hand back naive datetimes; they are stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class _ProgressReporter:
@@ -208,8 +208,13 @@ class _ProgressReporter:
 class _Heartbeat:
     """Refreshes the job's heartbeat from a thread, so long handlers stay visibly alive."""
 
-    def __init__(self, store: JobRepository, job_id: str, interval: float,
-                 pending: Callable[[], dict[str, Any] | None] = lambda: None):
+    def __init__(
+        self,
+        store: JobRepository,
+        job_id: str,
+        interval: float,
+        pending: Callable[[], dict[str, Any] | None] = lambda: None,
+    ):
         self._store = store
         self._job_id = job_id
         self._interval = interval

@@ -90,8 +90,7 @@ class SameConv2d(nn.Conv2d):
 class MBConv(nn.Module):
     """Inverted residual block (expand 1x1, depthwise, project 1x1), without SE."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, size: int,
-                 drop_connect: float):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int, size: int, drop_connect: float):
         super().__init__()
         mid = cin * expand
         if expand != 1:
@@ -142,8 +141,9 @@ class EfficientNetLite(nn.Module):
             repeats = repeats if fixed else math.ceil(spec.depth * repeats)
             cin = cin if index == 0 else _round_channels(cin, spec.width)
             cout = _round_channels(cout, spec.width)
-            stages.extend((cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand)
-                          for r in range(repeats))
+            stages.extend(
+                (cin if r == 0 else cout, cout, kernel, stride if r == 0 else 1, expand) for r in range(repeats)
+            )
         blocks = []
         for index, (cin, cout, kernel, stride, expand) in enumerate(stages):
             block = MBConv(cin, cout, kernel, stride, expand, size, _DROP_CONNECT * index / len(stages))
@@ -188,8 +188,9 @@ def imagenet_weights_path(name: str) -> Path:
     return Path(getattr(package, spec.weights_class).get_model_file_path())
 
 
-def build_backbone(name: str, num_classes: int | None = None, pretrained: bool = True,
-                   image_size: int | None = None) -> EfficientNetLite:
+def build_backbone(
+    name: str, num_classes: int | None = None, pretrained: bool = True, image_size: int | None = None
+) -> EfficientNetLite:
     """EfficientNet-Lite with ImageNet weights (strict load) and, when ``num_classes`` is given,
     a freshly initialised head ``Linear(1280, num_classes)``. ``image_size`` defaults to the
     backbone's own resolution."""
@@ -211,7 +212,7 @@ def freeze_except_last_blocks(model: EfficientNetLite, trainable_blocks: int) ->
         parameter.requires_grad_(False)
     body: list[nn.Module] = []
     if trainable_blocks > 0:
-        body = list(model._blocks[model.num_blocks - trainable_blocks:]) + [model._conv_head, model._bn1]
+        body = list(model._blocks[model.num_blocks - trainable_blocks :]) + [model._conv_head, model._bn1]
         if trainable_blocks == model.num_blocks:
             body += [model._conv_stem, model._bn0]
     body_parameters = [p for module in body for p in module.parameters()]
@@ -235,7 +236,7 @@ def frozen_modules(model: EfficientNetLite, trainable_blocks: int) -> list[nn.Mo
 
 
 def parse_backbone(backbone: str) -> tuple[str, ...]:
-    """"lite0" or an ensemble such as "lite0+lite2" -> ("lite0", "lite2")."""
+    """ "lite0" or an ensemble such as "lite0+lite2" -> ("lite0", "lite2")."""
     names = tuple(part.strip() for part in backbone.split("+") if part.strip())
     unknown = [name for name in names if name not in SPECS]
     if not names or unknown:

@@ -30,7 +30,7 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 def brier_score(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:
     probabilities = softmax(logits, temperature)
     probabilities[np.arange(len(targets)), targets] -= 1.0
-    return float((probabilities ** 2).sum(axis=1).mean())
+    return float((probabilities**2).sum(axis=1).mean())
 
 
 def negative_log_likelihood(logits: np.ndarray, targets: np.ndarray, temperature: float = 1.0) -> float:

@@ -45,8 +45,9 @@ class Classifier:
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            session = ort.InferenceSession(str(directory / MODEL_FILE), sess_options=options,
-                                           providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(
+                str(directory / MODEL_FILE), sess_options=options, providers=["CPUExecutionProvider"]
+            )
             classifier = cls(session, meta)
         except Exception as exc:  # ORT raises its own pybind classes; any failure means "not loadable"
             raise ModelLoadFailed(f"Cannot load the model in {directory}: {exc}") from exc

@@ -68,8 +68,9 @@ class LoadedExample:
         return self.example.source
 
 
-def load_examples(examples: Iterable[Example], size: int, max_pixels: int = 40_000_000,
-                  keep_images: bool = True) -> list[LoadedExample]:
+def load_examples(
+    examples: Iterable[Example], size: int, max_pixels: int = 40_000_000, keep_images: bool = True
+) -> list[LoadedExample]:
     """Decode every example once; unreadable images are skipped with a warning. Without
     ``keep_images`` only the centre crops are kept (no augmentation possible, less memory)."""
     loaded = []
@@ -96,8 +97,9 @@ class Split:
     duplicates_removed: int  # validation images whose bytes also occur in training
 
 
-def stratified_split(items: Sequence, val_fraction: float = 0.2, seed: int = 0,
-                     seen: Collection[str] = frozenset()) -> Split:
+def stratified_split(
+    items: Sequence, val_fraction: float = 0.2, seed: int = 0, seen: Collection[str] = frozenset()
+) -> Split:
     """Per species, a seeded ``val_fraction`` goes to validation (species with a single image
     stay in training); validation images whose SHA-256 also occurs in training are dropped.
 
@@ -134,9 +136,9 @@ def cross_validation_folds(items: Sequence, folds: int = 5, seed: int = 0) -> li
         fold_of[group] = np.arange(len(group)) % folds
     splits = []
     for fold in range(folds):
-        train = [item for item, f in zip(items, fold_of) if f != fold]
+        train = [item for item, f in zip(items, fold_of, strict=True) if f != fold]
         hashes = {item.sha256 for item in train}
-        val = [item for item, f in zip(items, fold_of) if f == fold]
+        val = [item for item, f in zip(items, fold_of, strict=True) if f == fold]
         kept = [item for item in val if item.sha256 not in hashes]
         splits.append(Split(train=train, val=kept, duplicates_removed=len(val) - len(kept)))
     return splits

@@ -94,7 +94,7 @@ def evaluate_probabilities(
     predicted = probabilities.argmax(axis=1) if len(targets) else np.zeros(0, dtype=np.int64)
 
     confusion = np.zeros((len(rows), len(labels)), dtype=np.int64)
-    for label, guess in zip(true_labels, predicted):
+    for label, guess in zip(true_labels, predicted, strict=True):
         confusion[row_index[label], guess] += 1
     per_species: dict[str, dict[str, float | int]] = {}
     for i, label in enumerate(rows):
@@ -165,8 +165,9 @@ def evaluate_folder(
     return report
 
 
-def render_confusion_png(confusion: Sequence[Sequence[int]], rows: Sequence[str], columns: Sequence[str],
-                         path: Path) -> Path:
+def render_confusion_png(
+    confusion: Sequence[Sequence[int]], rows: Sequence[str], columns: Sequence[str], path: Path
+) -> Path:
     """Draw the confusion matrix (counts) without touching pyplot's global state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -185,8 +186,9 @@ def render_confusion_png(confusion: Sequence[Sequence[int]], rows: Sequence[str]
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), value in np.ndenumerate(matrix):
         if value:
-            axes.text(j, i, str(value), ha="center", va="center", fontsize=7,
-                      color="white" if value > threshold else "black")
+            axes.text(
+                j, i, str(value), ha="center", va="center", fontsize=7, color="white" if value > threshold else "black"
+            )
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)

@@ -86,26 +86,38 @@ def train_and_register(
         elif settings.eval_dir:
             if progress:
                 progress({"stage": "evaluating"})
-            eval_report = evaluate_folder(Classifier.load(serving_dir), settings.eval_dir,
-                                          max_pixels=settings.max_image_pixels)
+            eval_report = evaluate_folder(
+                Classifier.load(serving_dir), settings.eval_dir, max_pixels=settings.max_image_pixels
+            )
         if eval_report is not None and eval_report.n == 0:
             log.warning("No images in the evaluation folder %s: no eval metrics.", settings.eval_dir)
             eval_report = None
         if eval_report is not None:
-            metrics.update(eval_top1=eval_report.top1, eval_top3=eval_report.top3, eval_ece=eval_report.ece,
-                           eval_n=eval_report.n)
+            metrics.update(
+                eval_top1=eval_report.top1, eval_top3=eval_report.top3, eval_ece=eval_report.ece, eval_n=eval_report.n
+            )
             images.append(eval_report.confusion_png(folder / "confusion_matrix_eval.png"))
             reports["eval_report"] = eval_report.to_dict()
 
-        params: dict[str, Any] = {**trained.config.to_params(), "labels": trained.labels,
-                                  "base_version": base_version or "", "n_examples": len(examples)}
+        params: dict[str, Any] = {
+            **trained.config.to_params(),
+            "labels": trained.labels,
+            "base_version": base_version or "",
+            "n_examples": len(examples),
+        }
         mode = "fine-tune" if trained.config.fine_tune else "frozen features"
-        description = (f"{trained.backbone}, {mode}, {len(trained.labels)} species, "
-                       f"{len(trained.manifest)} images"
-                       + (f", from version {base_version}" if base_version else ""))
+        description = f"{trained.backbone}, {mode}, {len(trained.labels)} species, {len(trained.manifest)} images" + (
+            f", from version {base_version}" if base_version else ""
+        )
         version = registry.log_training(
-            params=params, metrics=metrics, history=trained.history, manifest=trained.manifest,
-            serving_dir=serving_dir, weights_path=weights_path, images=images, reports=reports,
+            params=params,
+            metrics=metrics,
+            history=trained.history,
+            manifest=trained.manifest,
+            serving_dir=serving_dir,
+            weights_path=weights_path,
+            images=images,
+            reports=reports,
             tags={"champipy.backbone": trained.backbone, "champipy.base_version": base_version or ""},
             description=description,
         )
@@ -115,4 +127,3 @@ def train_and_register(
         eval_report.model_version = version.version
     log.info("Registered %s version %s (%s)", settings.registered_model, version.version, description)
     return TrainingOutcome(version, metrics, eval_report, promote, trained)
-

@@ -106,13 +106,21 @@ class TrainConfig:
 
     def to_params(self) -> dict[str, Any]:
         params = asdict(self)
-        params.update(mode="fine_tune" if self.fine_tune else "frozen_features",
-                      epochs=self.resolved_epochs, image_size=self.resolved_image_size)
+        params.update(
+            mode="fine_tune" if self.fine_tune else "frozen_features",
+            epochs=self.resolved_epochs,
+            image_size=self.resolved_image_size,
+        )
         return params
 
 
-def config_from_options(epochs: int | None = None, variables: int | None = None, backbone: str | None = None,
-                        seed: int | None = None, base: TrainConfig | None = None) -> TrainConfig:
+def config_from_options(
+    epochs: int | None = None,
+    variables: int | None = None,
+    backbone: str | None = None,
+    seed: int | None = None,
+    base: TrainConfig | None = None,
+) -> TrainConfig:
     """What the CLI and the jobs pass: giving ``epochs`` or ``variables`` selects fine-tuning
     (the other one taking its fine-tune default); neither keeps the default fast path."""
     config = base or TrainConfig()
@@ -222,26 +230,40 @@ def train_model(
         val_y = np.array([targets[item.label] for item in split.val], dtype=np.int64)
         history, val_logits = _fine_tune(model, split.train, train_y, split.val, val_y, config, report)
         rows = manifest(split)
-        counts: dict[str, float] = {"n_train": len(split.train), "n_val": len(split.val),
-                  "duplicates_removed_from_val": split.duplicates_removed}
+        counts: dict[str, float] = {
+            "n_train": len(split.train),
+            "n_val": len(split.val),
+            "duplicates_removed_from_val": split.duplicates_removed,
+        }
         if seen_by_base:
             counts["val_seen_by_base"] = sum(item.sha256 in seen_by_base for item in split.val) / max(1, len(split.val))
     else:
-        folds = cross_validation_folds(items, config.calibration_folds, config.seed) \
-            if config.calibration_folds >= 2 else []
+        folds = (
+            cross_validation_folds(items, config.calibration_folds, config.seed)
+            if config.calibration_folds >= 2
+            else []
+        )
         history, val_logits, val_y = _fit_head_on_features(model, items, folds, targets, config, report)
         rows = manifest(Split(list(items), [], 0), folds)
-        counts = {"n_train": len(items), "n_val": len(val_y),
-                  "duplicates_removed_from_val": sum(fold.duplicates_removed for fold in folds)}
+        counts = {
+            "n_train": len(items),
+            "n_val": len(val_y),
+            "duplicates_removed_from_val": sum(fold.duplicates_removed for fold in folds),
+        }
     calibration = fit_temperature(val_logits, val_y)
     model.eval()
 
     val_report = None
-    metrics: dict[str, float] = {**counts, "n_species": len(labels), "epochs_run": len(history),
-                                 **calibration.as_metrics()}
+    metrics: dict[str, float] = {
+        **counts,
+        "n_species": len(labels),
+        "epochs_run": len(history),
+        **calibration.as_metrics(),
+    }
     if len(val_y):
-        val_report = evaluate_probabilities(softmax(val_logits, calibration.temperature),
-                                            [labels[i] for i in val_y], labels)
+        val_report = evaluate_probabilities(
+            softmax(val_logits, calibration.temperature), [labels[i] for i in val_y], labels
+        )
         metrics.update(val_top1=val_report.top1, val_top3=val_report.top3, val_ece=val_report.ece)
     metrics["train_seconds"] = time.perf_counter() - started
     return TrainedModel(model, labels, config, calibration, history, metrics, rows, val_report)
@@ -261,9 +283,10 @@ def _load_initial_weights(model: SpeciesNet, weights: dict[str, Any], labels: li
 
 # --- shared helpers ------------------------------------------------------------------------
 
+
 def _batches(arrays: Sequence[np.ndarray], size: int) -> Iterator[np.ndarray]:
     for start in range(0, len(arrays), size):
-        yield scale_pixels(np.stack(arrays[start:start + size]))
+        yield scale_pixels(np.stack(arrays[start : start + size]))
 
 
 def _mirror(pixels: np.ndarray) -> np.ndarray:
@@ -285,6 +308,7 @@ def _predict_logits(model: SpeciesNet, items: Sequence[LoadedExample], flip_tta:
 
 # --- fast path: frozen features + logistic regression ----------------------------------------
 
+
 class _PooledFeatures(nn.Module):
     def __init__(self, model: SpeciesNet):
         super().__init__()
@@ -305,15 +329,22 @@ class OnnxFeatureExtractor:
         size = model.image_size
         buffer = io.BytesIO()
         with torch.no_grad():
-            torch.onnx.export(wrapper, (torch.zeros(2, 3, size, size),), buffer,  # type: ignore[arg-type]
-                              dynamo=False, opset_version=17,
-                              input_names=["image"], output_names=["features"],
-                              dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}})
+            torch.onnx.export(
+                wrapper,
+                (torch.zeros(2, 3, size, size),),
+                buffer,  # type: ignore[arg-type]
+                dynamo=False,
+                opset_version=17,
+                input_names=["image"],
+                output_names=["features"],
+                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+            )
         model.eval()  # the export puts the wrapper's train/eval mode back onto every submodule
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
-        self._session = ort.InferenceSession(buffer.getvalue(), sess_options=options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(
+            buffer.getvalue(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self._session.run(None, {"image": batch})[0].astype(np.float64)
@@ -332,11 +363,19 @@ def _view(kind: str, config: TrainConfig, index: int, item: LoadedExample) -> np
     return augment(item.image, config.resolved_image_size, augment_rng(config.seed, k, index))
 
 
-def _features(extract: OnnxFeatureExtractor, items: Sequence[LoadedExample], kind: str, offset: int,
-              config: TrainConfig, report: Progress, counter: list[int], total: int) -> np.ndarray:
+def _features(
+    extract: OnnxFeatureExtractor,
+    items: Sequence[LoadedExample],
+    kind: str,
+    offset: int,
+    config: TrainConfig,
+    report: Progress,
+    counter: list[int],
+    total: int,
+) -> np.ndarray:
     chunks = []
     for start in range(0, len(items), _FEATURE_BATCH):
-        chunk = items[start:start + _FEATURE_BATCH]
+        chunk = items[start : start + _FEATURE_BATCH]
         views = [_view(kind, config, offset + start + i, item) for i, item in enumerate(chunk)]
         chunks.append(extract(scale_pixels(np.stack(views))))
         counter[0] += len(chunk)
@@ -344,14 +383,20 @@ def _features(extract: OnnxFeatureExtractor, items: Sequence[LoadedExample], kin
     return np.concatenate(chunks) if chunks else np.zeros((0, FEATURE_DIM * len(parse_backbone(config.backbone))))
 
 
-def _fit_head_on_features(model: SpeciesNet, items: Sequence[LoadedExample], folds: Sequence[Split],
-                          targets: dict[str, int], config: TrainConfig,
-                          report: Progress) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+def _fit_head_on_features(
+    model: SpeciesNet,
+    items: Sequence[LoadedExample],
+    folds: Sequence[Split],
+    targets: dict[str, int],
+    config: TrainConfig,
+    report: Progress,
+) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
     """Features once per view, a head cross-fitted on each fold (out-of-fold logits, averaged
     over the mirror when ``flip_tta``), then the final head on every image, written into
     ``model.head``. Returns the history and the out-of-fold logits with their targets."""
-    training_kinds = ["centre"] + ["mirror"] * config.flip_features + [
-        f"augmented{k}" for k in range(config.feature_views)]
+    training_kinds = (
+        ["centre"] + ["mirror"] * config.flip_features + [f"augmented{k}" for k in range(config.feature_views)]
+    )
     tta_kinds = ["centre", "mirror"] if config.flip_tta else ["centre"]
     kinds = list(dict.fromkeys(training_kinds + (tta_kinds if folds else [])))
     total = len(items) * len(kinds)
@@ -369,8 +414,9 @@ def _fit_head_on_features(model: SpeciesNet, items: Sequence[LoadedExample], fol
     def fit(rows: np.ndarray) -> tuple[nn.Linear, np.ndarray, np.ndarray, dict[str, Any]]:
         x = np.concatenate([features[kind][rows] for kind in training_kinds])
         mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-        head, loss, accuracy = _fit_logistic_regression((x - mean) / std, np.tile(y[rows], len(training_kinds)),
-                                                        classes, config.head_l2)
+        head, loss, accuracy = _fit_logistic_regression(
+            (x - mean) / std, np.tile(y[rows], len(training_kinds)), classes, config.head_l2
+        )
         return head, mean, std, {"stage": "train", "epochs": steps, "loss": loss, "accuracy": accuracy}
 
     out_of_fold: list[tuple[np.ndarray, np.ndarray]] = []
@@ -381,11 +427,15 @@ def _fit_head_on_features(model: SpeciesNet, items: Sequence[LoadedExample], fol
         entry["epoch"] = k + 1
         if len(held_out):
             with torch.no_grad():
-                logits = sum(head(torch.from_numpy((features[kind][held_out] - mean) / std).float()).double().numpy()
-                             for kind in tta_kinds) / len(tta_kinds)
+                logits = sum(
+                    head(torch.from_numpy((features[kind][held_out] - mean) / std).float()).double().numpy()
+                    for kind in tta_kinds
+                ) / len(tta_kinds)
             out_of_fold.append((held_out, logits))
-            entry.update(val_loss=float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y[held_out]))),
-                         val_accuracy=float((logits.argmax(1) == y[held_out]).mean()))
+            entry.update(
+                val_loss=float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(y[held_out]))),
+                val_accuracy=float((logits.argmax(1) == y[held_out]).mean()),
+            )
         history.append(entry)
         report(dict(entry))
 
@@ -406,8 +456,7 @@ def _fit_head_on_features(model: SpeciesNet, items: Sequence[LoadedExample], fol
     return history, logits, y[order]
 
 
-def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int,
-                             l2: float) -> tuple[nn.Linear, float, float]:
+def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float) -> tuple[nn.Linear, float, float]:
     """Multinomial logistic regression with an L2 penalty, solved by L-BFGS from zero weights
     (deterministic) to convergence: the problem is convex and the penalty is the regulariser.
     float32 converges to the same weights (|dW| ~2e-4) in a third of the float64 time.
@@ -416,8 +465,15 @@ def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int,
     head = nn.Linear(x.shape[1], classes)
     nn.init.zeros_(head.weight)
     nn.init.zeros_(head.bias)
-    optimizer = torch.optim.LBFGS(head.parameters(), lr=1.0, max_iter=_LBFGS_MAX_ITERATIONS, history_size=20,
-                                  line_search_fn="strong_wolfe", tolerance_grad=1e-5, tolerance_change=1e-9)
+    optimizer = torch.optim.LBFGS(
+        head.parameters(),
+        lr=1.0,
+        max_iter=_LBFGS_MAX_ITERATIONS,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+        tolerance_grad=1e-5,
+        tolerance_change=1e-9,
+    )
 
     def objective() -> torch.Tensor:
         return F.cross_entropy(head(features), targets) + l2 * head.weight.pow(2).sum() / 2
@@ -437,9 +493,16 @@ def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int,
 
 # --- fine-tune path ----------------------------------------------------------------------
 
-def _fine_tune(model: SpeciesNet, train: Sequence[LoadedExample], train_y: np.ndarray,
-               val: Sequence[LoadedExample], val_y: np.ndarray, config: TrainConfig,
-               report: Progress) -> tuple[list[dict[str, Any]], np.ndarray]:
+
+def _fine_tune(
+    model: SpeciesNet,
+    train: Sequence[LoadedExample],
+    train_y: np.ndarray,
+    val: Sequence[LoadedExample],
+    val_y: np.ndarray,
+    config: TrainConfig,
+    report: Progress,
+) -> tuple[list[dict[str, Any]], np.ndarray]:
     body = model.unfreeze_last_blocks(config.variables)
     frozen = model.frozen_modules(config.variables)
     groups = [{"params": list(model.head.parameters()), "lr": config.lr_head}]
@@ -467,7 +530,7 @@ def _fine_tune(model: SpeciesNet, train: Sequence[LoadedExample], train_y: np.nd
         order = np.random.default_rng((config.seed, epoch)).permutation(len(train))
         loss_sum, hits = 0.0, 0
         for start in range(0, len(order), config.batch_size):
-            index = order[start:start + config.batch_size]
+            index = order[start : start + config.batch_size]
             views = [augment(train[i].image, size, augment_rng(config.seed, epoch, int(i))) for i in index]
             x = torch.from_numpy(scale_pixels(np.stack(views)))
             y = torch.from_numpy(train_y[index])
@@ -479,8 +542,13 @@ def _fine_tune(model: SpeciesNet, train: Sequence[LoadedExample], train_y: np.nd
             schedule.step()
             loss_sum += float(loss.detach()) * len(index)
             hits += int((logits.argmax(1) == y).sum())
-        entry: dict[str, Any] = {"stage": "train", "epoch": epoch, "epochs": epochs,
-                                 "loss": loss_sum / len(train), "accuracy": hits / len(train)}
+        entry: dict[str, Any] = {
+            "stage": "train",
+            "epoch": epoch,
+            "epochs": epochs,
+            "loss": loss_sum / len(train),
+            "accuracy": hits / len(train),
+        }
         logits = _predict_logits(model, val, config.flip_tta)
         if len(val_y):
             val_loss = float(F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(val_y)))

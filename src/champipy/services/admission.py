@@ -40,8 +40,10 @@ class AdmissionGate:
         if not self._slots.acquire(blocking=False):
             with self._count_lock:
                 self._refused += 1
-            raise Busy(f"The service is computing {self.limit} predictions already; try again in a moment.",
-                       retry_after=self.retry_after_seconds)
+            raise Busy(
+                f"The service is computing {self.limit} predictions already; try again in a moment.",
+                retry_after=self.retry_after_seconds,
+            )
         with self._count_lock:
             self._pending += 1
         try:
@@ -64,8 +66,10 @@ class PerUserLimit:
         with self._lock:
             count = self._in_flight.get(username, 0)
             if count >= self.limit:
-                raise TooManyFetches(f"You have {self.limit} downloads in progress already; wait for one to end.",
-                                     retry_after=self.retry_after_seconds)
+                raise TooManyFetches(
+                    f"You have {self.limit} downloads in progress already; wait for one to end.",
+                    retry_after=self.retry_after_seconds,
+                )
             self._in_flight[username] = count + 1
         try:
             yield

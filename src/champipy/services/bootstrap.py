@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from ..settings import Settings
@@ -24,13 +23,16 @@ def needs_first_model(settings: Settings, registry: Registry) -> bool:
     return settings.bootstrap_model and registry.alias_version(settings.production_alias) is None
 
 
-def train_first_model(settings: Settings, lifecycle: ModelLifecycle,
-                      progress: Callable[[dict[str, Any]], None] | None = None) -> str | None:
+def train_first_model(
+    settings: Settings, lifecycle: ModelLifecycle, progress: Callable[[dict[str, Any]], None] | None = None
+) -> str | None:
     """Train the default recipe on CHAMPIPY_DATASET_DIR and promote it; None when impossible."""
     dataset = settings.dataset_dir
     if dataset is None or not Path(dataset).is_dir():
-        log.warning("no model in production and no CHAMPIPY_DATASET_DIR folder to train one from: "
-                    "predictions will answer 503 until a version is promoted")
+        log.warning(
+            "no model in production and no CHAMPIPY_DATASET_DIR folder to train one from: "
+            "predictions will answer 503 until a version is promoted"
+        )
         return None
     try:
         from ..model.data import examples_from_folder
@@ -40,8 +42,9 @@ def train_first_model(settings: Settings, lifecycle: ModelLifecycle,
         log.warning("cannot train a first model here (%s); install champipy[train] or promote a version", exc)
         return None
     log.info("no model in production: training a first one from %s", dataset)
-    outcome = train_and_register(settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone),
-                                 progress=progress)
+    outcome = train_and_register(
+        settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone), progress=progress
+    )
     version = str(outcome.version.version)
     lifecycle.promote_version(version, by="first start")
     log.info("version %s trained and promoted", version)

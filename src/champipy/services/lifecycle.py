@@ -32,8 +32,14 @@ Report = Callable[[dict[str, Any]], None]
 
 
 class ModelLifecycle:
-    def __init__(self, settings: Settings, store: Store, registry: Registry,
-                 models: ModelProvider | None = None, jobs: JobSubmitter | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        models: ModelProvider | None = None,
+        jobs: JobSubmitter | None = None,
+    ):
         self.settings = settings
         self.store = store
         self.registry = registry
@@ -61,13 +67,19 @@ class ModelLifecycle:
             for v in self.registry.list_versions()
         ]
 
-    def promote_version(self, version: str | int, alias: str | None = None,
-                        by: str | None = None) -> ModelVersionInfo:
+    def promote_version(self, version: str | int, alias: str | None = None, by: str | None = None) -> ModelVersionInfo:
         """Point ``alias`` (default: production) at ``version`` and record when."""
         alias = alias_key(alias or self.settings.production_alias)
         info = self.registry.promote(version, alias)
-        self.store.add_event(PROMOTION, {"model_name": self.settings.registered_model,
-                                         "version": str(info.version), "alias": alias, "username": by})
+        self.store.add_event(
+            PROMOTION,
+            {
+                "model_name": self.settings.registered_model,
+                "version": str(info.version),
+                "alias": alias,
+                "username": by,
+            },
+        )
         if self.models is not None:
             self.models.refresh()  # serve it now rather than at the next poll
         return info
@@ -86,8 +98,11 @@ class ModelLifecycle:
         version = str(info.version)
         for event in self.store.list_events(PROMOTION, limit=500):
             p = event.payload
-            if p.get("version") == version and alias_key(p.get("alias", "")) == alias_key(alias) \
-                    and p.get("model_name") == model_name:
+            if (
+                p.get("version") == version
+                and alias_key(p.get("alias", "")) == alias_key(alias)
+                and p.get("model_name") == model_name
+            ):
                 return version, event.created_at
         return version, info.created_at
 
@@ -95,13 +110,13 @@ class ModelLifecycle:
     def submit_finetune(self, params: dict[str, Any], username: str | None) -> Job:
         settings = self.settings
         if params.get("model_name", settings.registered_model) != settings.registered_model:
-            raise NotFound(f"Unknown model {params['model_name']!r}; this service trains "
-                           f"{settings.registered_model!r}.")
+            raise NotFound(
+                f"Unknown model {params['model_name']!r}; this service trains {settings.registered_model!r}."
+            )
         params = dict(params, stage=normalise_alias(params.get("stage"), settings.production_alias))
         return self._jobs().submit(JobKind.FINETUNE, params, username)
 
-    def submit_retrain(self, promote_if_better: bool, username: str | None,
-                       reason: str | None = None) -> Job:
+    def submit_retrain(self, promote_if_better: bool, username: str | None, reason: str | None = None) -> Job:
         params: dict[str, Any] = {"promote_if_better": promote_if_better}
         if reason:
             params["reason"] = reason
@@ -124,8 +139,13 @@ class ModelLifecycle:
         )
         outcome = self._train(examples, config, report, base_version=str(base.version))
         promoted = bool(params.get("promote_if_better")) and self._promote_if_better(outcome, base, "finetune job")
-        return {"version": str(outcome.version.version), "base_version": str(base.version),
-                "images": len(examples), "metrics": dict(outcome.version.metrics), "promoted": promoted}
+        return {
+            "version": str(outcome.version.version),
+            "base_version": str(base.version),
+            "images": len(examples),
+            "metrics": dict(outcome.version.metrics),
+            "promoted": promoted,
+        }
 
     def retrain(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
         """The retrain job's body: the default recipe from ImageNet weights on the most recent images."""
@@ -136,8 +156,12 @@ class ModelLifecycle:
         outcome = self._train(examples, TrainConfig(backbone=self.settings.backbone), report)
         base = self.registry.version_for_alias(self.settings.production_alias)
         promoted = bool(params.get("promote_if_better")) and self._promote_if_better(outcome, base, "retrain job")
-        return {"version": str(outcome.version.version), "images": len(examples),
-                "metrics": dict(outcome.version.metrics), "promoted": promoted}
+        return {
+            "version": str(outcome.version.version),
+            "images": len(examples),
+            "metrics": dict(outcome.version.metrics),
+            "promoted": promoted,
+        }
 
     # --- internals -----------------------------------------------------------------------
     def _jobs(self) -> JobSubmitter:
@@ -145,8 +169,9 @@ class ModelLifecycle:
             raise RuntimeError("this process was built without a job queue")
         return self.jobs
 
-    def _train(self, examples: list[Example], config: Any, report: Report,
-               base_version: str | None = None) -> TrainingOutcome:
+    def _train(
+        self, examples: list[Example], config: Any, report: Report, base_version: str | None = None
+    ) -> TrainingOutcome:
         from ..model.pipeline import train_and_register
 
         return train_and_register(self.settings, examples, config, progress=report, base_version=base_version)

@@ -40,12 +40,18 @@ class Reservation:
 
 
 class LoginThrottle:
-    def __init__(self, storage: Storage, max_failures: int, lockout_seconds: int, *,
-                 user_soft_limit: int = 20, user_delay_seconds: float = 1.0):
+    def __init__(
+        self,
+        storage: Storage,
+        max_failures: int,
+        lockout_seconds: int,
+        *,
+        user_soft_limit: int = 20,
+        user_delay_seconds: float = 1.0,
+    ):
         self._limiter = FixedWindowRateLimiter(storage)
         self._pair_limit = RateLimitItemPerSecond(max_failures, lockout_seconds, namespace="champipy-login-pair")
-        self._user_limit = RateLimitItemPerSecond(user_soft_limit, lockout_seconds,
-                                                  namespace="champipy-login-user")
+        self._user_limit = RateLimitItemPerSecond(user_soft_limit, lockout_seconds, namespace="champipy-login-user")
         self.max_failures = max_failures
         self.user_delay_seconds = user_delay_seconds
         self._lockouts = 0
@@ -84,8 +90,12 @@ class LoginThrottle:
         if reservation.last_before_lock:
             with self._count_lock:
                 self._lockouts += 1
-            log.warning("sign-in locked for user %r from %s after %d failures",
-                        reservation.username, reservation.address or "unknown address", self.max_failures)
+            log.warning(
+                "sign-in locked for user %r from %s after %d failures",
+                reservation.username,
+                reservation.address or "unknown address",
+                self.max_failures,
+            )
 
     def succeeded(self, reservation: Reservation) -> None:
         self._limiter.clear(self._pair_limit, reservation.username, reservation.address)

@@ -13,7 +13,7 @@ import json
 import logging
 import threading
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +53,15 @@ class MonitorResult:
 
 
 class Monitor:
-    def __init__(self, settings: Settings, store: Store, models: ModelProvider, registry: Registry,
-                 lifecycle: ModelLifecycle, alert: AlertSender):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        models: ModelProvider,
+        registry: Registry,
+        lifecycle: ModelLifecycle,
+        alert: AlertSender,
+    ):
         self.settings = settings
         self.store = store
         self.models = models
@@ -77,8 +84,11 @@ class Monitor:
             if cached:
                 return dict(json.loads(cached)) | {"cached": True}
             report = evaluate_folder(serving.classifier, Path(eval_dir)).to_dict()
-            report |= {"model_name": serving.name, "model_version": serving.version,
-                       "evaluated_at": datetime.now(timezone.utc).isoformat()}
+            report |= {
+                "model_name": serving.name,
+                "model_version": serving.version,
+                "evaluated_at": datetime.now(UTC).isoformat(),
+            }
             self.store.set_parameter(key, json.dumps(report))
         return report | {"cached": False}
 
@@ -103,8 +113,13 @@ class Monitor:
             raise NotFound(f"Unknown model {model_name!r}; this service serves {self.settings.registered_model!r}.")
         alias = normalise_alias(stage, self.settings.production_alias)
         version, since = self.lifecycle.promoted_at(alias)
-        return {"model_name": model_name, "stage": alias, "version": version,
-                "promoted_at": since.isoformat(), "nb_new_img": self.store.count_images(since=since)}
+        return {
+            "model_name": model_name,
+            "stage": alias,
+            "version": version,
+            "promoted_at": since.isoformat(),
+            "nb_new_img": self.store.count_images(since=since),
+        }
 
     # --- the periodic check --------------------------------------------------------------
     def run_check(self) -> MonitorResult:
@@ -136,12 +151,19 @@ class Monitor:
             counted = self.new_images_since_promotion(settings.registered_model, settings.production_alias)
             new_images = counted["nb_new_img"]
             if new_images is not None and new_images >= settings.target_new_images:
-                alerts.append(f"{new_images} new images since promotion (threshold {settings.target_new_images}): "
-                              "time to retrain")
+                alerts.append(
+                    f"{new_images} new images since promotion (threshold {settings.target_new_images}): time to retrain"
+                )
         except NotFound:
             pass
-        return MonitorResult(ok=not alerts, accuracy=accuracy, nb_new_img=new_images, model_version=version,
-                             alerts=alerts, checked_at=datetime.now(timezone.utc).isoformat())
+        return MonitorResult(
+            ok=not alerts,
+            accuracy=accuracy,
+            nb_new_img=new_images,
+            model_version=version,
+            alerts=alerts,
+            checked_at=datetime.now(UTC).isoformat(),
+        )
 
     def _maybe_retrain(self, result: MonitorResult) -> None:
         settings = self.settings
@@ -156,9 +178,12 @@ class Monitor:
         if result.model_version is None:
             return
         try:
-            self.registry.log_monitor_metrics(result.model_version, {
-                "monitor_accuracy": result.accuracy if result.accuracy is not None else float("nan"),
-                "monitor_new_images": float(result.nb_new_img or 0),
-            })
+            self.registry.log_monitor_metrics(
+                result.model_version,
+                {
+                    "monitor_accuracy": result.accuracy if result.accuracy is not None else float("nan"),
+                    "monitor_new_images": float(result.nb_new_img or 0),
+                },
+            )
         except Exception as exc:  # the check's verdict matters more than its MLflow copy
             log.warning("could not log monitor metrics to MLflow: %s", exc)

@@ -24,9 +24,9 @@ from ..settings import Settings
 from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
 from .admission import AdmissionGate, PerUserLimit
 from .ports import ImageFetcher, PredictionObserver
-from .serving import ModelProvider, ServingModel
-from .recent_results import RecentResults
 from .quota import DailyQuota
+from .recent_results import RecentResults
+from .serving import ModelProvider, ServingModel
 from .spool import ImageSpool
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,16 @@ class _KeyedLocks:
 
 
 class PredictionService:
-    def __init__(self, settings: Settings, store: Store, models: ModelProvider, fetcher: ImageFetcher,
-                 spool: ImageSpool, quota: DailyQuota | None = None, observer: PredictionObserver | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        models: ModelProvider,
+        fetcher: ImageFetcher,
+        spool: ImageSpool,
+        quota: DailyQuota | None = None,
+        observer: PredictionObserver | None = None,
+    ):
         self.settings = settings
         self.observer = observer  # told of every answered prediction (the API's metrics)
         self.quota = quota
@@ -118,8 +126,13 @@ class PredictionService:
             if data is None:
                 raise Conflict("The image of this prediction is no longer available; upload it again.")
             image = NewImage(
-                sha256=sha, data=data, label=species, label_source=LabelSource.CONFIRMED,
-                source_url=prediction.source_url, filename=prediction.filename, username=user.username,
+                sha256=sha,
+                data=data,
+                label=species,
+                label_source=LabelSource.CONFIRMED,
+                source_url=prediction.source_url,
+                filename=prediction.filename,
+                username=user.username,
             )
         # One write: the image labelled (or stored) CONFIRMED together with the feedback.
         updated = self.store.record_feedback(prediction_id, species, user.username, image)
@@ -137,8 +150,9 @@ class PredictionService:
             raise InvalidInput(f"nb_preds/top_k must be an integer from 1 to {n} (the number of species).")
         return top_k
 
-    def _predict_bytes(self, data: bytes, model: ServingModel, top_k: int, user: User,
-                       source_url: str | None, filename: str | None) -> PredictionOutcome:
+    def _predict_bytes(
+        self, data: bytes, model: ServingModel, top_k: int, user: User, source_url: str | None, filename: str | None
+    ) -> PredictionOutcome:
         sha = sha256_hex(data)
         results = self.recent.results(sha, model.version)
         if results is not None:
@@ -153,14 +167,23 @@ class PredictionService:
             batch = classifier.preprocess(decoded.image)[np.newaxis]
             probabilities = classifier.predict_batch(batch)[0]
             results = _ranked(classifier.labels, probabilities)
-            prediction = self.store.add_prediction(NewPrediction(
-                username=user.username, image_sha256=sha, model_name=model.name,
-                model_version=model.version, results=results, source_url=source_url,
-                filename=filename, cached=False, latency_ms=(time.perf_counter() - started) * 1000,
-            ))
+            prediction = self.store.add_prediction(
+                NewPrediction(
+                    username=user.username,
+                    image_sha256=sha,
+                    model_name=model.name,
+                    model_version=model.version,
+                    results=results,
+                    source_url=source_url,
+                    filename=filename,
+                    cached=False,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                )
+            )
             self.recent.remember_results(sha, model.version, results)
-        kept = self._keep_for_training(bounded_copy(data, decoded.image, self.settings.kept_image_max_side),
-                                       prediction, user)
+        kept = self._keep_for_training(
+            bounded_copy(data, decoded.image, self.settings.kept_image_max_side), prediction, user
+        )
         return self._outcome(prediction, top_k, kept)
 
     def _known_results(self, sha: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
@@ -181,23 +204,45 @@ class PredictionService:
         self.recent.remember_kept(sha)
         return True
 
-    def _serve_cached(self, sha: str, results: tuple[SpeciesScore, ...], model: ServingModel, top_k: int,
-                      user: User, source_url: str | None, filename: str | None) -> PredictionOutcome:
-        prediction = self.store.add_prediction(NewPrediction(
-            username=user.username, image_sha256=sha, model_name=model.name,
-            model_version=model.version, results=results, source_url=source_url,
-            filename=filename, cached=True, latency_ms=0.0,
-        ))
+    def _serve_cached(
+        self,
+        sha: str,
+        results: tuple[SpeciesScore, ...],
+        model: ServingModel,
+        top_k: int,
+        user: User,
+        source_url: str | None,
+        filename: str | None,
+    ) -> PredictionOutcome:
+        prediction = self.store.add_prediction(
+            NewPrediction(
+                username=user.username,
+                image_sha256=sha,
+                model_name=model.name,
+                model_version=model.version,
+                results=results,
+                source_url=source_url,
+                filename=filename,
+                cached=True,
+                latency_ms=0.0,
+            )
+        )
         return self._outcome(prediction, top_k, self._is_kept(sha))
 
     def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
         top = prediction.results[0]
         if top.probability > self.settings.store_threshold:
-            self.store.add_image(NewImage(
-                sha256=prediction.image_sha256, data=data, label=top.species,
-                label_source=LabelSource.PREDICTED, source_url=prediction.source_url,
-                filename=prediction.filename, username=user.username,
-            ))
+            self.store.add_image(
+                NewImage(
+                    sha256=prediction.image_sha256,
+                    data=data,
+                    label=top.species,
+                    label_source=LabelSource.PREDICTED,
+                    source_url=prediction.source_url,
+                    filename=prediction.filename,
+                    username=user.username,
+                )
+            )
             self.recent.remember_kept(prediction.image_sha256)
             return True
         if self._is_kept(prediction.image_sha256):
@@ -218,8 +263,9 @@ class PredictionService:
         data = self._refetch(prediction)
         if data is None:
             return None
-        return bounded_copy(data, decode_image(data, self.settings.image_limits).image,
-                            self.settings.kept_image_max_side)
+        return bounded_copy(
+            data, decode_image(data, self.settings.image_limits).image, self.settings.kept_image_max_side
+        )
 
     def _refetch(self, prediction: Prediction) -> bytes | None:
         if not prediction.source_url:

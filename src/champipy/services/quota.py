@@ -27,5 +27,8 @@ class DailyQuota:
         if self.per_day and not self._limiter.hit(self._item, username):
             reset_at = self._limiter.get_window_stats(self._item, username).reset_time
             retry = max(1, math.ceil(reset_at - time.time()))
-            raise QuotaExceeded(f"Your quota of {self.per_day} predictions a day is used up; it renews in "
-                                f"{retry // 3600} h {retry % 3600 // 60} min.", retry_after=retry)
+            raise QuotaExceeded(
+                f"Your quota of {self.per_day} predictions a day is used up; it renews in "
+                f"{retry // 3600} h {retry % 3600 // 60} min.",
+                retry_after=retry,
+            )

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -45,8 +45,15 @@ class ServingModel:
 
 
 class ModelProvider:
-    def __init__(self, registry: RegistryLike, loader: Callable[[Path], ClassifierLike], *, model_name: str,
-                 alias: str, poll_seconds: float):
+    def __init__(
+        self,
+        registry: RegistryLike,
+        loader: Callable[[Path], ClassifierLike],
+        *,
+        model_name: str,
+        alias: str,
+        poll_seconds: float,
+    ):
         self.registry = registry
         self.loader = loader  # directory -> classifier
         self.model_name = model_name
@@ -97,10 +104,11 @@ class ModelProvider:
                 log.error("model version %s failed to load; the serving model stays: %s", version, exc)
                 return False
             previous = self._serving
-            self._serving = ServingModel(self.model_name, version, classifier, datetime.now(timezone.utc))
+            self._serving = ServingModel(self.model_name, version, classifier, datetime.now(UTC))
             self.last_error = None
-            log.info("now serving %s version %s (was %s)", self.model_name, version,
-                     previous.version if previous else "none")
+            log.info(
+                "now serving %s version %s (was %s)", self.model_name, version, previous.version if previous else "none"
+            )
             return True
 
     @staticmethod

@@ -49,8 +49,7 @@ class ImageSpool:
         # Listing the folder costs a few ms at 2000 files, so it happens only when this
         # process's counts say a cap may be reached (other processes' files are seen then).
         with self._lock:
-            if (self._count is not None and self._count < self.max_files
-                    and self._bytes + added_bytes <= self.max_bytes):
+            if self._count is not None and self._count < self.max_files and self._bytes + added_bytes <= self.max_bytes:
                 self._count += 1
                 self._bytes += added_bytes
                 return

@@ -105,13 +105,19 @@ class Authenticator:
     hash it matched: changing the password invalidates it at once.
 
     A bearer token's user is remembered for ``token_cache_seconds``, which spares every API
-    request two store reads (measured: a third of a cached prediction's time). Revoking a token through this process forgets its
-    user at once; a change made by another process (``champipy users disable``) takes effect
-    within that many seconds.
+    request two store reads (measured: a third of a cached prediction's time). Revoking a token
+    through this process forgets its user at once; a change made by another process
+    (``champipy users disable``) takes effect within that many seconds.
     """
 
-    def __init__(self, store: UserRepository, throttle: LoginThrottle, remember_seconds: float = 300.0,
-                 token_cache_seconds: float = 10.0, concurrent_verifications: int = 2):
+    def __init__(
+        self,
+        store: UserRepository,
+        throttle: LoginThrottle,
+        remember_seconds: float = 300.0,
+        token_cache_seconds: float = 10.0,
+        concurrent_verifications: int = 2,
+    ):
         self.store = store
         self.throttle = throttle
         self.remember_seconds = remember_seconds
@@ -130,8 +136,12 @@ class Authenticator:
         user = self.store.get_user(username)
         # A password verified a moment ago needs no slot: scripts that send Basic on every call
         # must not queue behind a flood of guesses. A locked pair still takes the slow path.
-        if (user is not None and not user.disabled and self._remembered(fingerprint, user.password_hash)
-                and not self.throttle.is_locked(username, client)):
+        if (
+            user is not None
+            and not user.disabled
+            and self._remembered(fingerprint, user.password_hash)
+            and not self.throttle.is_locked(username, client)
+        ):
             return user
         self.throttle.wait_if_user_is_busy(username)
         if not self.verification_slots.acquire(timeout=VERIFICATION_WAIT_SECONDS):

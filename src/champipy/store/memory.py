@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from ..errors import Conflict
@@ -54,12 +54,10 @@ def _new_id() -> str:
 
 def _aware(moment: datetime) -> datetime:
     # The SQL and MongoDB backends read a naive time as UTC: so does this one.
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _newest_first(
-    items: Iterable[T], limit: int, keep: Callable[[T], bool] = lambda _: True
-) -> list[T]:
+def _newest_first(items: Iterable[T], limit: int, keep: Callable[[T], bool] = lambda _: True) -> list[T]:
     """Items stored oldest first (dicts keep insertion order), newest first, at most ``limit``."""
     found: list[T] = []
     for item in reversed(list(items)):
@@ -125,9 +123,7 @@ class MemoryStore(Store):
             user = self._users[username] = replace(user, **changes)
         return user
 
-    def add_token(
-        self, username: str, name: str, token_hash: str, expires_at: datetime | None = None
-    ) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str, expires_at: datetime | None = None) -> ApiToken:
         token = ApiToken(
             id=_new_id(),
             username=username,
@@ -231,8 +227,7 @@ class MemoryStore(Store):
             found = _newest_first(
                 self._predictions.values(),
                 1,
-                lambda p: (p.image_sha256, p.model_version) == (image_sha256, model_version)
-                and not p.cached,
+                lambda p: (p.image_sha256, p.model_version) == (image_sha256, model_version) and not p.cached,
             )
         return found[0] if found else None
 
@@ -341,9 +336,7 @@ class MemoryStore(Store):
 
     def list_jobs(self, limit: int = 50, state: JobState | None = None) -> list[Job]:
         with self._lock:
-            jobs = _newest_first(
-                self._jobs.values(), limit, lambda job: state is None or job.state is state
-            )
+            jobs = _newest_first(self._jobs.values(), limit, lambda job: state is None or job.state is state)
             return copy.deepcopy(jobs)
 
     def add_event(self, kind: str, payload: dict[str, Any]) -> Event:

@@ -60,9 +60,7 @@ class UserRepository(ABC):
         """Raises NotFound for an unknown user."""
 
     @abstractmethod
-    def add_token(
-        self, username: str, name: str, token_hash: str, expires_at: datetime | None = None
-    ) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str, expires_at: datetime | None = None) -> ApiToken:
         """Raises Conflict when the hash is taken."""
 
     @abstractmethod

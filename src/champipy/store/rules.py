@@ -30,9 +30,7 @@ LABEL_PRIORITY: dict[LabelSource, int] = {
     LabelSource.PREDICTED: 1,
     LabelSource.IMPORTED: 2,
 }
-LABELS_BY_PRIORITY: tuple[LabelSource, ...] = tuple(
-    sorted(LABEL_PRIORITY, key=LABEL_PRIORITY.__getitem__)
-)
+LABELS_BY_PRIORITY: tuple[LabelSource, ...] = tuple(sorted(LABEL_PRIORITY, key=LABEL_PRIORITY.__getitem__))
 # A label source no backend knows sorts after every known one.
 UNKNOWN_LABEL_RANK = len(LABEL_PRIORITY)
 
@@ -81,9 +79,7 @@ def feedback_changes(species: str, username: str, moment: datetime) -> dict[str,
 def confirmed_image(image: NewImage, prediction_sha256: str, species: str) -> NewImage:
     """The image given with feedback, as it is stored: labelled ``species``, CONFIRMED."""
     if image.sha256 != prediction_sha256:
-        raise ValueError(
-            f"the feedback image {image.sha256} is not the prediction's image {prediction_sha256}"
-        )
+        raise ValueError(f"the feedback image {image.sha256} is not the prediction's image {prediction_sha256}")
     return replace(image, label=species, label_source=LabelSource.CONFIRMED)
 
 

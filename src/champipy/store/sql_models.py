@@ -6,7 +6,7 @@ exactly the same calls.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -40,16 +40,16 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        value = value.astimezone(timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        value = value.astimezone(UTC)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
 
 
 # JSON columns that may be absent store SQL NULL rather than the JSON literal null.
@@ -102,9 +102,7 @@ class ImageRow(Base):
 class ImageBlobRow(Base):
     __tablename__ = "image_blobs"
 
-    sha256: Mapped[str] = mapped_column(
-        String(64), ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True
-    )
+    sha256: Mapped[str] = mapped_column(String(64), ForeignKey("images.sha256", ondelete="CASCADE"), primary_key=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 

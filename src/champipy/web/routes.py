@@ -23,7 +23,13 @@ from ..errors import RetryLater, Unauthorized
 from ..store.base import User
 from .headers import PAGE_HEADERS
 from .session import (
-    CSRF_FIELD, LOGIN_COOKIE, LOGIN_MAX_AGE, SESSION_COOKIE, SESSION_MAX_AGE, Session, SessionManager,
+    CSRF_FIELD,
+    LOGIN_COOKIE,
+    LOGIN_MAX_AGE,
+    SESSION_COOKIE,
+    SESSION_MAX_AGE,
+    Session,
+    SessionManager,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +69,8 @@ def render(request: Request, template: str, status: int = 200, **context) -> HTM
     context.setdefault("user", None)
     context.setdefault("csrf_token", "")
     response = templates.TemplateResponse(
-        request, template,
+        request,
+        template,
         {"root": root, "static_version": STATIC_VERSION, "app_version": __version__, **context},
         status_code=status,
     )
@@ -89,13 +96,35 @@ def _redirect(request: Request, path: str) -> RedirectResponse:
     return RedirectResponse(_root(request) + path, status_code=303)
 
 
-def _sign_in_page(request: Request, sessions: SessionManager, *, next_page: str = "/", error: str = "",
-                  username: str = "", status: int = 200, headers: dict[str, str] | None = None) -> HTMLResponse:
+def _sign_in_page(
+    request: Request,
+    sessions: SessionManager,
+    *,
+    next_page: str = "/",
+    error: str = "",
+    username: str = "",
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
     cookie, token = sessions.login_nonce(request.cookies.get(LOGIN_COOKIE))
-    response = render(request, "signin.html", status, login_token=token, next_page=_safe_next(next_page),
-                      error=error, username=username)
-    response.set_cookie(LOGIN_COOKIE, cookie, max_age=LOGIN_MAX_AGE, path=_root(request) + "/login",
-                        httponly=True, samesite="lax", secure=_is_https(request))
+    response = render(
+        request,
+        "signin.html",
+        status,
+        login_token=token,
+        next_page=_safe_next(next_page),
+        error=error,
+        username=username,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        cookie,
+        max_age=LOGIN_MAX_AGE,
+        path=_root(request) + "/login",
+        httponly=True,
+        samesite="lax",
+        secure=_is_https(request),
+    )
     if headers:
         response.headers.update(headers)
     return response
@@ -120,9 +149,13 @@ def user_page(request: Request, container: ContainerDep, sessions: SessionsDep) 
     if signed_in is None:
         return _sign_in_page(request, sessions)
     user, session = signed_in
-    return render(request, "user.html", **_page_context(user, session, sessions),
-                  uncertain_threshold=container.settings.uncertain_threshold,
-                  model=container.model_status())
+    return render(
+        request,
+        "user.html",
+        **_page_context(user, session, sessions),
+        uncertain_threshold=container.settings.uncertain_threshold,
+        model=container.model_status(),
+    )
 
 
 @router.get("/admin", response_class=HTMLResponse)
@@ -133,15 +166,20 @@ def admin_page(request: Request, container: ContainerDep, sessions: SessionsDep)
     user, session = signed_in
     context = _page_context(user, session, sessions)
     if not user.is_admin:
-        return render(request, "error.html", 403, **context, title="Admins only",
-                      message="The dashboard needs the admin role. Ask an admin to grant it to you.")
+        return render(
+            request,
+            "error.html",
+            403,
+            **context,
+            title="Admins only",
+            message="The dashboard needs the admin role. Ask an admin to grant it to you.",
+        )
     settings = container.settings
     return render(request, "admin.html", **context, settings=settings)
 
 
 @router.get("/login", response_class=HTMLResponse)
-def sign_in_form(request: Request, container: ContainerDep, sessions: SessionsDep,
-                 next: str = "/") -> Response:
+def sign_in_form(request: Request, container: ContainerDep, sessions: SessionsDep, next: str = "/") -> Response:
     if _signed_in(request, container, sessions) is not None:
         return _redirect(request, _safe_next(next))
     return _sign_in_page(request, sessions, next_page=next)
@@ -153,24 +191,49 @@ async def sign_in(request: Request, container: ContainerDep, sessions: SessionsD
     field = lambda name: str(form.get(name) or "")[:MAX_FIELD_CHARS]  # noqa: E731
     username, password, next_page = field("username").strip(), field("password"), _safe_next(field("next"))
     if not _same_origin(request) or not sessions.login_ok(request.cookies.get(LOGIN_COOKIE), field(CSRF_FIELD)):
-        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=403,
-                             error="This sign-in form has expired. Please sign in again.")
+        return _sign_in_page(
+            request,
+            sessions,
+            next_page=next_page,
+            username=username,
+            status=403,
+            error="This sign-in form has expired. Please sign in again.",
+        )
     if not username or not password:
-        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=422,
-                             error="Enter your user name and password.")
+        return _sign_in_page(
+            request,
+            sessions,
+            next_page=next_page,
+            username=username,
+            status=422,
+            error="Enter your user name and password.",
+        )
     client = request.client.host if request.client else ""
     try:
         user = await run_in_threadpool(container.authenticator.with_password, username, password, client)
     except Unauthorized as exc:
-        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=401,
-                             error=exc.detail)
+        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=401, error=exc.detail)
     except RetryLater as exc:  # locked (429) or too many sign-ins being checked (503)
-        return _sign_in_page(request, sessions, next_page=next_page, username=username, status=exc.status,
-                             error=exc.detail, headers={"Retry-After": str(exc.retry_after)})
+        return _sign_in_page(
+            request,
+            sessions,
+            next_page=next_page,
+            username=username,
+            status=exc.status,
+            error=exc.detail,
+            headers={"Retry-After": str(exc.retry_after)},
+        )
     cookie, _ = sessions.issue(user, container.store)
     response = _redirect(request, next_page)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=SESSION_MAX_AGE, path=_root(request) or "/",
-                        httponly=True, samesite="lax", secure=_is_https(request))
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=SESSION_MAX_AGE,
+        path=_root(request) or "/",
+        httponly=True,
+        samesite="lax",
+        secure=_is_https(request),
+    )
     response.delete_cookie(LOGIN_COOKIE, path=_root(request) + "/login")
     return response
 
@@ -182,11 +245,18 @@ async def sign_out(request: Request, container: ContainerDep, sessions: Sessions
     if session is not None and not sessions.csrf_ok(session, str(form.get(CSRF_FIELD) or "")):
         signed_in = _signed_in(request, container, sessions)
         context = _page_context(*signed_in, sessions) if signed_in else {}
-        return render(request, "error.html", 403, **context, title="Sign-out refused",
-                      message="The sign-out request did not come from this site's page. Reload and try again.")
+        return render(
+            request,
+            "error.html",
+            403,
+            **context,
+            title="Sign-out refused",
+            message="The sign-out request did not come from this site's page. Reload and try again.",
+        )
     if session is not None and await run_in_threadpool(sessions.user, session, container.store) is not None:
         await run_in_threadpool(sessions.end_all, session.username, container.store)
     response = _redirect(request, "/")
-    response.delete_cookie(SESSION_COOKIE, path=_root(request) or "/", httponly=True, samesite="lax",
-                           secure=_is_https(request))
+    response.delete_cookie(
+        SESSION_COOKIE, path=_root(request) or "/", httponly=True, samesite="lax", secure=_is_https(request)
+    )
     return response

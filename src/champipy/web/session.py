@@ -49,8 +49,7 @@ def load_secret_key(settings: Settings) -> bytes:
     """The configured key, or the one kept in the data directory (created on first use)."""
     if settings.secret_key:
         if len(settings.secret_key) < MIN_SECRET_CHARS:
-            log.warning("CHAMPIPY_SECRET_KEY is shorter than %d characters: use a long random value",
-                        MIN_SECRET_CHARS)
+            log.warning("CHAMPIPY_SECRET_KEY is shorter than %d characters: use a long random value", MIN_SECRET_CHARS)
         return settings.secret_key.encode("utf-8")
     path = settings.ensure_data_dir() / SECRET_FILE
     existing = _read_key_file(path)
@@ -138,11 +137,11 @@ class SessionManager:
     # --- sessions --------------------------------------------------------------------------
     def issue(self, user: User, store: Store) -> tuple[str, Session]:
         """A new session (a new id at every sign-in) and its signed cookie value."""
-        session = Session(user.username, secrets.token_urlsafe(18), self._fingerprint(user),
-                          self._generation(user.username, store))
+        session = Session(
+            user.username, secrets.token_urlsafe(18), self._fingerprint(user), self._generation(user.username, store)
+        )
         value = self._serializer("champipy.session").dumps(
-            {"u": session.username, "s": session.session_id, "p": session.password_fingerprint,
-             "g": session.generation}
+            {"u": session.username, "s": session.session_id, "p": session.password_fingerprint, "g": session.generation}
         )
         return value, session
 

@@ -9,32 +9,46 @@ from fastapi import APIRouter, Body, Depends, Query
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import admin_only
+from ...app_deps import LifecycleDep, MonitorDep, StoreDep
 from ...errors import InvalidInput, NoModel, NotFound, QueueUnavailable
 from ...services.monitor import MONITOR
 from ...store.base import JobState
-from ...app_deps import LifecycleDep, MonitorDep, StoreDep
 from ..deps import AdminUser
+from ..errors import admin_only
 from ..schemas import FinetuneIn, JobOut, ModelVersionOut, RetrainIn
 
 router = APIRouter(tags=["admin"], responses=admin_only())
 
 
-@router.get("/accuracy", responses=admin_only(InvalidInput, NoModel), summary="Evaluate the production model on the evaluation set (cached per version)")
+@router.get(
+    "/accuracy",
+    responses=admin_only(InvalidInput, NoModel),
+    summary="Evaluate the production model on the evaluation set (cached per version)",
+)
 async def accuracy(admin: AdminUser, monitor: MonitorDep) -> dict[str, Any]:
     return await run_in_threadpool(monitor.production_accuracy)
 
 
-@router.get("/past_pred_acc", summary="Mean top probability of the last predictions (and accuracy where experts answered)")
-def past_pred_acc(admin: AdminUser, monitor: MonitorDep,
-                  nb_last_preds: Annotated[int, Query(ge=1, le=100_000)] = 100) -> dict[str, Any]:
+@router.get(
+    "/past_pred_acc", summary="Mean top probability of the last predictions (and accuracy where experts answered)"
+)
+def past_pred_acc(
+    admin: AdminUser, monitor: MonitorDep, nb_last_preds: Annotated[int, Query(ge=1, le=100_000)] = 100
+) -> dict[str, Any]:
     return monitor.past_prediction_accuracy(nb_last_preds)
 
 
-@router.get("/nb_new_img", responses=admin_only(InvalidInput, NotFound), summary="Images added since the version at this stage/alias was promoted")
-def nb_new_img(admin: AdminUser, monitor: MonitorDep,
-               model_name: Annotated[str, Query(max_length=200)] = "champipy",
-               stage: Annotated[str, Query(max_length=64)] = "production") -> dict[str, Any]:
+@router.get(
+    "/nb_new_img",
+    responses=admin_only(InvalidInput, NotFound),
+    summary="Images added since the version at this stage/alias was promoted",
+)
+def nb_new_img(
+    admin: AdminUser,
+    monitor: MonitorDep,
+    model_name: Annotated[str, Query(max_length=200)] = "champipy",
+    stage: Annotated[str, Query(max_length=64)] = "production",
+) -> dict[str, Any]:
     return monitor.new_images_since_promotion(model_name, stage)
 
 
@@ -48,35 +62,59 @@ def _finetune_params(
 ) -> FinetuneIn:
     """Query parameters like the original, or a JSON body; query parameters win."""
     merged = (body or FinetuneIn()).model_dump()
-    for key, value in {"model_name": model_name, "stage": stage, "variables": variables, "epochs": epochs,
-                       "promote_if_better": promote_if_better}.items():
+    for key, value in {
+        "model_name": model_name,
+        "stage": stage,
+        "variables": variables,
+        "epochs": epochs,
+        "promote_if_better": promote_if_better,
+    }.items():
         if value is not None:
             merged[key] = value
     return FinetuneIn.model_validate(merged)
 
 
-@router.post("/finetune", status_code=202, response_model=JobOut,
-             responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
-             summary="Start a fine-tune job on the most recent stored images (answers at once)")
-def finetune(admin: AdminUser, lifecycle: LifecycleDep,
-             params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
+@router.post(
+    "/finetune",
+    status_code=202,
+    response_model=JobOut,
+    responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
+    summary="Start a fine-tune job on the most recent stored images (answers at once)",
+)
+def finetune(
+    admin: AdminUser, lifecycle: LifecycleDep, params: Annotated[FinetuneIn, Depends(_finetune_params)]
+) -> JobOut:
     job = lifecycle.submit_finetune(params.model_dump(), admin.username)
     return JobOut.from_record(job)
 
 
-@router.get("/finetune", status_code=202, response_model=JobOut, deprecated=True,
-            responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
-            summary="The original's GET form of /finetune, kept for old scripts: also starts a job")
-def finetune_get(admin: AdminUser, lifecycle: LifecycleDep,
-                 params: Annotated[FinetuneIn, Depends(_finetune_params)]) -> JobOut:
+@router.get(
+    "/finetune",
+    status_code=202,
+    response_model=JobOut,
+    deprecated=True,
+    responses=admin_only(InvalidInput, NotFound, QueueUnavailable),
+    summary="The original's GET form of /finetune, kept for old scripts: also starts a job",
+)
+def finetune_get(
+    admin: AdminUser, lifecycle: LifecycleDep, params: Annotated[FinetuneIn, Depends(_finetune_params)]
+) -> JobOut:
     return finetune(admin, lifecycle, params)
 
 
-@router.post("/retrain", status_code=202, response_model=JobOut, responses=admin_only(QueueUnavailable),
-             summary="Start a retrain job: the default recipe from ImageNet weights on the most recent stored images")
-def retrain(admin: AdminUser, lifecycle: LifecycleDep,
-            promote_if_better: Annotated[bool | None, Query()] = None,
-            body: Annotated[RetrainIn | None, Body()] = None) -> JobOut:
+@router.post(
+    "/retrain",
+    status_code=202,
+    response_model=JobOut,
+    responses=admin_only(QueueUnavailable),
+    summary="Start a retrain job: the default recipe from ImageNet weights on the most recent stored images",
+)
+def retrain(
+    admin: AdminUser,
+    lifecycle: LifecycleDep,
+    promote_if_better: Annotated[bool | None, Query()] = None,
+    body: Annotated[RetrainIn | None, Body()] = None,
+) -> JobOut:
     if promote_if_better is None:
         promote_if_better = (body or RetrainIn()).promote_if_better
     job = lifecycle.submit_retrain(promote_if_better, admin.username)
@@ -84,13 +122,18 @@ def retrain(admin: AdminUser, lifecycle: LifecycleDep,
 
 
 @router.get("/jobs", response_model=list[JobOut], summary="Recent background jobs")
-def list_jobs(admin: AdminUser, store: StoreDep,
-              limit: Annotated[int, Query(ge=1, le=500)] = 50,
-              state: JobState | None = None) -> list[JobOut]:
+def list_jobs(
+    admin: AdminUser, store: StoreDep, limit: Annotated[int, Query(ge=1, le=500)] = 50, state: JobState | None = None
+) -> list[JobOut]:
     return [JobOut.from_record(j) for j in store.list_jobs(limit=limit, state=state)]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, responses=admin_only(NotFound), summary="One job: state, progress, result, error")
+@router.get(
+    "/jobs/{job_id}",
+    response_model=JobOut,
+    responses=admin_only(NotFound),
+    summary="One job: state, progress, result, error",
+)
 def get_job(job_id: str, admin: AdminUser, store: StoreDep) -> JobOut:
     job = store.get_job(job_id)
     if job is None:
@@ -104,8 +147,12 @@ async def list_models(admin: AdminUser, lifecycle: LifecycleDep) -> list[ModelVe
     return [ModelVersionOut.model_validate(v) for v in versions]
 
 
-@router.post("/models/{version}/promote", response_model=ModelVersionOut, responses=admin_only(NotFound),
-             summary="Move the production alias to this version; serving follows within seconds")
+@router.post(
+    "/models/{version}/promote",
+    response_model=ModelVersionOut,
+    responses=admin_only(NotFound),
+    summary="Move the production alias to this version; serving follows within seconds",
+)
 async def promote(version: str, admin: AdminUser, lifecycle: LifecycleDep) -> ModelVersionOut:
     return ModelVersionOut.model_validate(await run_in_threadpool(lifecycle.promote, version, admin.username))
 
@@ -118,6 +165,7 @@ async def monitor(admin: AdminUser, monitor: MonitorDep) -> JSONResponse:
 
 
 @router.get("/monitor/history", summary="Results of past checks, most recent first")
-def monitor_history(admin: AdminUser, store: StoreDep,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[dict[str, Any]]:
+def monitor_history(
+    admin: AdminUser, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[dict[str, Any]]:
     return [e.payload for e in store.list_events(MONITOR, limit=limit)]

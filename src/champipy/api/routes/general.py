@@ -7,10 +7,10 @@ import asyncio
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import signed_in
 from ... import __version__
 from ...app_deps import ContainerDep
 from ..deps import CurrentUser
+from ..errors import signed_in
 from ..schemas import DbConnexOut, StatusOut, UserOut
 
 router = APIRouter(tags=["general"])

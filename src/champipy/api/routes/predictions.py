@@ -9,20 +9,44 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ...errors import (
-    AddressNotAllowed, BadUrl, Busy, Conflict, InvalidInput, NoModel, NotFound, NotAnImage, QuotaExceeded, RemoteFailed, RemoteNotFound,
-    RemoteTimeout, TooLarge, TooManyFetches, UnsupportedImageShape,
-)
-from ..errors import signed_in
 from ...app_deps import PredictorDep, SettingsDep, StoreDep
+from ...errors import (
+    AddressNotAllowed,
+    BadUrl,
+    Busy,
+    Conflict,
+    InvalidInput,
+    NoModel,
+    NotAnImage,
+    NotFound,
+    QuotaExceeded,
+    RemoteFailed,
+    RemoteNotFound,
+    RemoteTimeout,
+    TooLarge,
+    TooManyFetches,
+    UnsupportedImageShape,
+)
 from ..deps import CurrentUser
-from ..errors import describe_validation_errors
+from ..errors import describe_validation_errors, signed_in
 from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
 
 router = APIRouter(prefix="/predictions", tags=["predictions"], responses=signed_in())
 _PREDICTING = signed_in(
-    InvalidInput, BadUrl, AddressNotAllowed, RemoteNotFound, TooLarge, NotAnImage, UnsupportedImageShape,
-    RemoteFailed, RemoteTimeout, QuotaExceeded, TooManyFetches, Busy, NoModel)
+    InvalidInput,
+    BadUrl,
+    AddressNotAllowed,
+    RemoteNotFound,
+    TooLarge,
+    NotAnImage,
+    UnsupportedImageShape,
+    RemoteFailed,
+    RemoteTimeout,
+    QuotaExceeded,
+    TooManyFetches,
+    Busy,
+    NoModel,
+)
 
 
 _UPLOAD_DOC = {
@@ -45,7 +69,9 @@ _UPLOAD_DOC = {
 }
 
 
-@router.get("", response_model=PredictionOut, responses=_PREDICTING, summary="Predict the species of the photo at a URL")
+@router.get(
+    "", response_model=PredictionOut, responses=_PREDICTING, summary="Predict the species of the photo at a URL"
+)
 async def predict_by_url(
     user: CurrentUser,
     predictor: PredictorDep,
@@ -56,8 +82,13 @@ async def predict_by_url(
     return PredictionOut.from_outcome(outcome)
 
 
-@router.post("", response_model=PredictionOut, responses=_PREDICTING, openapi_extra=_UPLOAD_DOC,
-             summary="Predict from a JSON body {url, top_k} or a multipart upload (field 'file')")
+@router.post(
+    "",
+    response_model=PredictionOut,
+    responses=_PREDICTING,
+    openapi_extra=_UPLOAD_DOC,
+    summary="Predict from a JSON body {url, top_k} or a multipart upload (field 'file')",
+)
 async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) -> PredictionOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
@@ -75,32 +106,45 @@ async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) 
             raise InvalidInput(describe_validation_errors(exc.errors())) from None
         outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user)
     else:
-        raise InvalidInput("Send JSON {\"url\": ..., \"top_k\": ...} or a multipart upload with a 'file' field.")
+        raise InvalidInput('Send JSON {"url": ..., "top_k": ...} or a multipart upload with a \'file\' field.')
     return PredictionOut.from_outcome(outcome)
 
 
 @router.get("/recent", response_model=list[PredictionRecordOut], summary="My most recent predictions")
-def recent(user: CurrentUser, store: StoreDep, settings: SettingsDep,
-           limit: Annotated[int, Query(ge=1, le=200)] = 20) -> list[PredictionRecordOut]:
-    return [PredictionRecordOut.from_record(p, settings.uncertain_threshold)
-            for p in store.recent_predictions(limit, username=user.username)]
+def recent(
+    user: CurrentUser, store: StoreDep, settings: SettingsDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> list[PredictionRecordOut]:
+    return [
+        PredictionRecordOut.from_record(p, settings.uncertain_threshold)
+        for p in store.recent_predictions(limit, username=user.username)
+    ]
 
 
-@router.get("/{prediction_id}", response_model=PredictionRecordOut, responses=signed_in(NotFound), summary="One of my predictions")
-def get_prediction(prediction_id: str, user: CurrentUser, store: StoreDep,
-                   settings: SettingsDep) -> PredictionRecordOut:
+@router.get(
+    "/{prediction_id}",
+    response_model=PredictionRecordOut,
+    responses=signed_in(NotFound),
+    summary="One of my predictions",
+)
+def get_prediction(
+    prediction_id: str, user: CurrentUser, store: StoreDep, settings: SettingsDep
+) -> PredictionRecordOut:
     prediction = store.get_prediction(prediction_id)
     if prediction is None or (prediction.username != user.username and not user.is_admin):
         raise NotFound("No such prediction.")
     return PredictionRecordOut.from_record(prediction, settings.uncertain_threshold)
 
 
-@router.post("/{prediction_id}/feedback", response_model=PredictionRecordOut,
-             responses=signed_in(NotFound, InvalidInput, Conflict),
-             summary="Confirm or correct the species of a prediction")
+@router.post(
+    "/{prediction_id}/feedback",
+    response_model=PredictionRecordOut,
+    responses=signed_in(NotFound, InvalidInput, Conflict),
+    summary="Confirm or correct the species of a prediction",
+)
 def feedback(prediction_id: str, body: FeedbackIn, user: CurrentUser, predictor: PredictorDep) -> PredictionRecordOut:
-    return PredictionRecordOut.from_record(predictor.feedback(prediction_id, body.species, user),
-                                          predictor.settings.uncertain_threshold)
+    return PredictionRecordOut.from_record(
+        predictor.feedback(prediction_id, body.species, user), predictor.settings.uncertain_threshold
+    )
 
 
 def _form_int(value: object) -> int:
@@ -108,4 +152,3 @@ def _form_int(value: object) -> int:
         return int(str(value))
     except ValueError:
         raise InvalidInput("top_k must be an integer.") from None
-

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ..errors import signed_in
+from ...app_deps import ContainerDep, StoreDep
 from ...errors import Forbidden, NotFound
 from ...services import users
-from ...app_deps import ContainerDep, StoreDep
 from ..deps import CurrentUser
+from ..errors import signed_in
 from ..schemas import IssuedTokenOut, TokenIn, TokenOut
 
 router = APIRouter(prefix="/tokens", tags=["tokens"], responses=signed_in())

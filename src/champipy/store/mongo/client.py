@@ -10,7 +10,7 @@ import hashlib
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pymongo
@@ -62,9 +62,7 @@ class MongoBase(Lifecycle):
         parsed = uri_parser.parse_uri(url)
         given = {name.lower() for name in parsed["options"]}
         options = {k: v for k, v in CLIENT_DEFAULTS.items() if k.lower() not in given}
-        self._client: MongoClient[Document] = MongoClient(
-            url, tz_aware=True, tzinfo=timezone.utc, **options
-        )
+        self._client: MongoClient[Document] = MongoClient(url, tz_aware=True, tzinfo=UTC, **options)
         self._db = self._client[parsed["database"] or DEFAULT_DATABASE]
         self._users: Collection[Document] = self._db["users"]
         self._tokens: Collection[Document] = self._db["api_tokens"]
@@ -121,14 +119,10 @@ class MongoBase(Lifecycle):
             sha256 = hashlib.sha256(data).hexdigest()
             metadata = doc.get("metadata")
             try:
-                self._image_files.update_one(
-                    {"_id": doc["_id"]}, _set_metadata(metadata, "sha256", sha256)
-                )
+                self._image_files.update_one({"_id": doc["_id"]}, _set_metadata(metadata, "sha256", sha256))
             except DuplicateKeyError:
                 # The original keyed images by file name, so it may hold the same bytes twice.
-                self._image_files.update_one(
-                    {"_id": doc["_id"]}, _set_metadata(metadata, "duplicate_of", sha256)
-                )
+                self._image_files.update_one({"_id": doc["_id"]}, _set_metadata(metadata, "duplicate_of", sha256))
 
     # --- errors and transactions ----------------------------------------------------------
     @contextmanager
@@ -169,8 +163,8 @@ def as_utc(value: Any, fallback_id: Any = None) -> datetime:
     """A stored time as aware UTC: the original wrote naive times, sometimes ISO text."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc)
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
     if isinstance(value, str):
         try:
             return as_utc(datetime.fromisoformat(value))
@@ -179,7 +173,7 @@ def as_utc(value: Any, fallback_id: Any = None) -> datetime:
     if isinstance(fallback_id, ObjectId):
         moment: datetime = fallback_id.generation_time
         return moment
-    return datetime.fromtimestamp(0, timezone.utc)
+    return datetime.fromtimestamp(0, UTC)
 
 
 def optional_utc(value: Any) -> datetime | None:

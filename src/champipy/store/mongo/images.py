@@ -60,9 +60,7 @@ class MongoImages(MongoBase, ImageRepository):
                 if len(records) >= limit:
                     break
                 docs = (
-                    self._image_files.find(
-                        {"metadata.sha256": {"$exists": True}, **_label_source_filter(source)}
-                    )
+                    self._image_files.find({"metadata.sha256": {"$exists": True}, **_label_source_filter(source)})
                     .sort([("uploadDate", DESCENDING), ("_id", DESCENDING)])
                     .limit(limit - len(records))
                 )

@@ -56,9 +56,7 @@ class MongoJobs(MongoBase, JobRepository):
         with self._guard():
             if change.starts:
                 # Only the first start counts; a null filter also matches a missing field.
-                self._jobs.update_one(
-                    {"_id": oid, "started_at": None}, {"$set": {"started_at": change.moment}}
-                )
+                self._jobs.update_one({"_id": oid, "started_at": None}, {"$set": {"started_at": change.moment}})
             doc = self._jobs.find_one_and_update(
                 {"_id": oid}, {"$set": change.changes()}, return_document=ReturnDocument.AFTER
             )
@@ -94,9 +92,7 @@ class MongoJobs(MongoBase, JobRepository):
 
 
 def _event(doc: Mapping[str, Any]) -> Event:
-    return Event(
-        kind=doc["kind"], payload=doc.get("payload") or {}, created_at=as_utc(doc["created_at"])
-    )
+    return Event(kind=doc["kind"], payload=doc.get("payload") or {}, created_at=as_utc(doc["created_at"]))
 
 
 def _job(doc: Mapping[str, Any]) -> Job:

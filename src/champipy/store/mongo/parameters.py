@@ -17,6 +17,4 @@ class MongoParameters(MongoBase, ParameterRepository):
     def set_parameter(self, name: str, value: str) -> None:
         # update_many: should the original have left duplicates, they all agree afterwards.
         with self._guard():
-            self._parameters.update_many(
-                {"param_name": name}, {"$set": {"param_value": value}}, upsert=True
-            )
+            self._parameters.update_many({"param_name": name}, {"$set": {"param_value": value}}, upsert=True)

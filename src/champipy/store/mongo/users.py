@@ -49,9 +49,7 @@ class MongoUsers(MongoBase, UserRepository):
     ) -> User:
         changes = {
             _USER_FIELDS.get(name, name): list(value) if name == "roles" else value
-            for name, value in user_changes(
-                password_hash=password_hash, roles=roles, disabled=disabled
-            ).items()
+            for name, value in user_changes(password_hash=password_hash, roles=roles, disabled=disabled).items()
         }
         with self._guard():
             if changes:
@@ -67,9 +65,7 @@ class MongoUsers(MongoBase, UserRepository):
         return _user(doc)
 
     # --- API tokens ------------------------------------------------------------------------
-    def add_token(
-        self, username: str, name: str, token_hash: str, expires_at: datetime | None = None
-    ) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str, expires_at: datetime | None = None) -> ApiToken:
         doc: Document = {
             "username": username,
             "name": name,
@@ -97,9 +93,7 @@ class MongoUsers(MongoBase, UserRepository):
         if oid is None:
             return False
         with self._guard():
-            result = self._tokens.update_one(
-                {"_id": oid, "username": username}, {"$set": {"revoked": True}}
-            )
+            result = self._tokens.update_one({"_id": oid, "username": username}, {"$set": {"revoked": True}})
         return result.matched_count > 0
 
 

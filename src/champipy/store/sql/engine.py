@@ -55,9 +55,7 @@ def alembic_config(url: str | URL) -> Config:
     # ConfigParser interpolates '%', which may appear in paths and passwords.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
     rendered = engine_url(url) if isinstance(url, str) else url
-    config.set_main_option(
-        "sqlalchemy.url", rendered.render_as_string(hide_password=False).replace("%", "%%")
-    )
+    config.set_main_option("sqlalchemy.url", rendered.render_as_string(hide_password=False).replace("%", "%%"))
     return config
 
 
@@ -130,9 +128,7 @@ class SqlBase(Lifecycle):
     def _migrate(self) -> None:
         with self._guard(), self._write_engine.begin() as connection:
             if not self._is_sqlite:
-                connection.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
-                )
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             self._upgrade(connection)
 
     def _upgrade(self, connection: Connection) -> None:

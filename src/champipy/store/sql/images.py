@@ -49,9 +49,7 @@ class SqlImages(SqlBase, ImageRepository):
         )
         with self._reading() as session:
             rows = session.scalars(
-                select(ImageRow)
-                .order_by(priority, ImageRow.created_at.desc(), ImageRow.sha256)
-                .limit(limit)
+                select(ImageRow).order_by(priority, ImageRow.created_at.desc(), ImageRow.sha256).limit(limit)
             )
             return [_image(row) for row in rows]
 
@@ -75,9 +73,7 @@ def insert_image(session: Session, image: NewImage) -> bool:
 def label_image(session: Session, sha256: str, label: str, source: LabelSource) -> bool:
     """Relabel a stored image; False when it is not stored."""
     result = session.execute(
-        update(ImageRow)
-        .where(ImageRow.sha256 == sha256)
-        .values(label=label, label_source=source.value)
+        update(ImageRow).where(ImageRow.sha256 == sha256).values(label=label, label_source=source.value)
     )
     return rowcount(result) > 0
 

@@ -54,9 +54,7 @@ class SqlUsers(SqlBase, UserRepository):
         return _user(row)
 
     # --- API tokens ------------------------------------------------------------------------
-    def add_token(
-        self, username: str, name: str, token_hash: str, expires_at: datetime | None = None
-    ) -> ApiToken:
+    def add_token(self, username: str, name: str, token_hash: str, expires_at: datetime | None = None) -> ApiToken:
         row = ApiTokenRow(
             id=new_id(),
             username=username,

@@ -87,9 +87,7 @@ def upgrade() -> None:
         utc_datetime("feedback_at", nullable=True),
     )
     op.create_index("ix_predictions_created_at", "predictions", ["created_at"])
-    op.create_index(
-        "ix_predictions_image_version", "predictions", ["image_sha256", "model_version"]
-    )
+    op.create_index("ix_predictions_image_version", "predictions", ["image_sha256", "model_version"])
     op.create_index("ix_predictions_url_created", "predictions", ["source_url", "created_at"])
     op.create_index("ix_predictions_user_created", "predictions", ["username", "created_at"])
 
