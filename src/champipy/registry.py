@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .aliases import alias_key
 from .artifacts import (
     META_FILE,
     MODEL_FILE,
@@ -213,7 +214,7 @@ class Registry:
         """Point ``alias`` (default: the production alias) at ``version``."""
         info = self.get_version(version)
         self.client.set_registered_model_alias(
-            self.model_name, _alias(alias or self.settings.production_alias), info.version
+            self.model_name, alias_key(alias or self.settings.production_alias), info.version
         )
         return self.get_version(info.version)
 
@@ -254,7 +255,7 @@ class Registry:
     def _version_at_alias(self, alias: str | None):  # -> mlflow ModelVersion | None
         from mlflow.exceptions import MlflowException
 
-        name = _alias(alias or self.settings.production_alias)
+        name = alias_key(alias or self.settings.production_alias)
         try:
             return self.client.get_model_version_by_alias(self.model_name, name)
         except MlflowException as exc:
@@ -447,10 +448,6 @@ def follow_moved_data_dir(settings: Settings) -> int:
             settings.mlflow_artifacts_dir,
         )
     return len(moved)
-
-
-def _alias(alias: str) -> str:
-    return alias.strip().lower()
 
 
 def _read_meta(folder: Path) -> dict[str, Any] | None:

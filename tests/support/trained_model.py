@@ -59,7 +59,7 @@ def train_small_registry(root: Path) -> TrainedRegistry:
     for example in examples_from_folder(base.dataset_dir):
         per_label.setdefault(example.label, []).append(example)
     subset = [e for examples in per_label.values() for e in examples[:PER_SPECIES]]
-    # lite0 alone: the default ensemble is more accurate but slower, and tests need speed
+    # lite0: the default (lite2) is more accurate but slower, and tests need speed
     outcome = train_and_register(settings, subset, TrainConfig(backbone="lite0", seed=0))
     version = str(outcome.version.version)
     Registry(settings).promote(version)

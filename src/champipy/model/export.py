@@ -20,6 +20,7 @@ from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import ChampipyError
 from .backbone import SpeciesNet
 from .classifier import Classifier
+from .onnx_warnings import known_export_warnings_silenced
 from .preprocess import PREPROCESSING
 from .train import TrainedModel
 
@@ -80,7 +81,7 @@ def export_serving_model(trained: TrainedModel, directory: Path | str, sample: n
     module = serving_module(trained)
     size = trained.image_size
     example = torch.zeros(2, 3, size, size)
-    with torch.no_grad():
+    with torch.no_grad(), known_export_warnings_silenced():
         torch.onnx.export(
             module,
             (example,),

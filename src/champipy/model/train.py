@@ -42,6 +42,7 @@ from .data import (
     stratified_split,
 )
 from .evaluate import EvaluationReport, evaluate_probabilities
+from .onnx_warnings import known_export_warnings_silenced
 from .preprocess import scale_pixels
 
 log = logging.getLogger(__name__)
@@ -328,7 +329,7 @@ class OnnxFeatureExtractor:
         wrapper = _PooledFeatures(model).eval()
         size = model.image_size
         buffer = io.BytesIO()
-        with torch.no_grad():
+        with torch.no_grad(), known_export_warnings_silenced():
             torch.onnx.export(
                 wrapper,
                 (torch.zeros(2, 3, size, size),),
