@@ -12,7 +12,7 @@ import hashlib
 import re
 from importlib.resources import files
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
@@ -42,21 +42,29 @@ def docs_policy(html: str) -> str:
     )
 
 
+router = APIRouter(include_in_schema=False)
+
+
+# A module-level endpoint reading its app from the request: FastAPI caches facts about every
+# endpoint callable, so a closure per app would keep each app (and its container) alive.
+@router.get("/docs")
+async def docs(request: Request) -> HTMLResponse:
+    app = request.app
+    root = request.scope.get("root_path", "").rstrip("/")
+    page = get_swagger_ui_html(
+        openapi_url=f"{root}{app.openapi_url}",
+        title=f"{app.title} - API",
+        swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
+        swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+    )
+    page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
+    page.headers["X-Frame-Options"] = "DENY"
+    return page
+
+
 def install_docs(app: FastAPI) -> None:
     """``FastAPI(docs_url=None, redoc_url=None)`` first; this adds /docs and its assets."""
     app.mount(ASSETS, StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    async def docs(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "").rstrip("/")
-        page = get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} - API",
-            swagger_js_url=f"{root}{ASSETS}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSETS}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSETS}/favicon.png",
-            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
-        )
-        page.headers["Content-Security-Policy"] = docs_policy(bytes(page.body).decode())
-        page.headers["X-Frame-Options"] = "DENY"
-        return page
+    app.include_router(router)
