@@ -111,7 +111,7 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     from .alerts import post_alert
     from .fetch import SafeFetcher
     from .jobs.handlers import register_model_jobs
-    from .jobs.queue import DEFAULT_QUEUE_NAME
+    from .jobs.kinds import DEFAULT_QUEUE_NAME
     from .jobs.wiring import create_runner
     from .model.classifier import Classifier
     from .registry import Registry

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -900,6 +902,26 @@ def test_migrations_build_exactly_the_models(database_url_for, backend):
     finally:
         engine.dispose()
     assert differences == []
+
+
+def test_the_schema_revision_a_store_trusts_is_the_newest_migration():
+    from alembic.script import ScriptDirectory
+
+    from champipy.store.sql import alembic_config
+    from champipy.store.sql.engine import SCHEMA_REVISION
+
+    assert ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads() == [SCHEMA_REVISION]
+
+
+def test_a_migrated_database_reopens_without_loading_alembic(database_url_for):
+    url = database_url_for("sqlite")
+    open_store(url).close()
+    code = (
+        "import sys; from champipy.store import open_store; "
+        f"open_store({url!r}).close(); print('alembic' in sys.modules)"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mongodb"])

@@ -121,3 +121,12 @@ def test_legacy_bcrypt_hash_verifies_and_is_rehashed(tmp_path):
         assert store.get_user("legacy").password_hash.startswith("$argon2id$")
     finally:
         store.close()
+
+
+def test_loading_the_command_loads_no_job_queue():
+    # Every admin command pays for what `champipy` imports before it runs.
+    code = (
+        "import sys, champipy.cli; print(sorted(m for m in ('huey', 'redis', 'alembic', 'torch') if m in sys.modules))"
+    )
+    answer = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert answer.stdout.strip() == "[]"

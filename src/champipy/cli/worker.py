@@ -6,7 +6,7 @@ import logging
 
 import typer
 
-from ..jobs.queue import DEFAULT_QUEUE_NAME
+from ..jobs.kinds import DEFAULT_QUEUE_NAME
 from . import app, open_container
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+DEFAULT_QUEUE_NAME = "champipy"  # several deployments sharing one Redis pick their own
+
 
 class JobKind(StrEnum):
     IMPORT = "import"  # a folder of labelled photos into the store

@@ -9,8 +9,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from ..errors import InvalidInput
 from ..settings import Settings
-
-DEFAULT_QUEUE_NAME = "champipy"
+from .kinds import DEFAULT_QUEUE_NAME
 
 
 def build_huey(settings: Settings, name: str = DEFAULT_QUEUE_NAME) -> Huey:

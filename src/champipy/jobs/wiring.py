@@ -8,8 +8,8 @@ from huey import Huey
 from ..settings import Settings
 from ..store.base import Store
 from .handlers import register_data_jobs
-from .kinds import JobKind
-from .queue import DEFAULT_QUEUE_NAME, build_huey
+from .kinds import DEFAULT_QUEUE_NAME, JobKind
+from .queue import build_huey
 from .runner import JobRunner
 
 

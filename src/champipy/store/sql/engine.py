@@ -11,10 +11,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, CursorResult, Engine, Result, make_url
@@ -32,7 +30,13 @@ from sqlalchemy.pool import NullPool
 from ...errors import Conflict, StoreUnavailable
 from ..ports import Lifecycle
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# The newest migration's revision (tests/store checks it is alembic's head): a database already
+# there opens without loading alembic.
+SCHEMA_REVISION = "0002"
 CONNECT_TIMEOUT_SECONDS = 3
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Any constant works: it only has to be the same for every process migrating one database.
@@ -51,6 +55,8 @@ def engine_url(url: str) -> URL:
 
 def alembic_config(url: str | URL) -> Config:
     """An Alembic configuration in code: no alembic.ini is shipped or needed."""
+    from alembic.config import Config
+
     config = Config()
     # ConfigParser interpolates '%', which may appear in paths and passwords.
     config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
@@ -126,12 +132,24 @@ class SqlBase(Lifecycle):
         return engine
 
     def _migrate(self) -> None:
+        if self._at_schema_revision():
+            return  # nothing to do, and alembic (half a second to import) stays unloaded
         with self._guard(), self._write_engine.begin() as connection:
             if not self._is_sqlite:
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
             self._upgrade(connection)
 
+    def _at_schema_revision(self) -> bool:
+        try:
+            with self._write_engine.connect() as connection:
+                found = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+        except DBAPIError:
+            return False  # a new database: no version table yet
+        return list(found) == [SCHEMA_REVISION]
+
     def _upgrade(self, connection: Connection) -> None:
+        from alembic import command
+
         config = alembic_config(self._url)
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
