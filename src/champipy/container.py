@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from limits.storage import Storage
+
 from .services.login_throttle import LoginThrottle, throttle_storage
 from .services.prediction_events import PredictionEvents
 from .services.users import Authenticator, ensure_first_admin
@@ -43,6 +45,7 @@ class Container:
     settings: Settings
     store: Store
     authenticator: Authenticator
+    counters: Storage  # rate-limit counters (limits library): sign-in throttle, daily quota
     prediction_events: PredictionEvents = field(default_factory=PredictionEvents)
     # With serving=True:
     registry: Registry | None = None
@@ -83,8 +86,11 @@ def build_container(
     """The store and auth always; with ``serving`` also models, predictions and jobs."""
     settings.ensure_data_dir()
     store = open_store(settings.resolved_database_url)
+    # One counter storage (memory, or Redis shared by every replica) for the sign-in throttle
+    # and the daily quota; their keys live in separate namespaces.
+    counters = throttle_storage(settings.redis_url)
     throttle = LoginThrottle(
-        throttle_storage(settings.redis_url),
+        counters,
         settings.login_max_failures,
         settings.login_lockout_seconds,
         user_soft_limit=settings.login_user_soft_limit,
@@ -93,6 +99,7 @@ def build_container(
     container = Container(
         settings=settings,
         store=store,
+        counters=counters,
         authenticator=Authenticator(
             store,
             throttle,
@@ -133,7 +140,7 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     )
     fetcher = SafeFetcher(settings)
     spool = ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
-    quota = DailyQuota(throttle_storage(settings.redis_url), settings.daily_predictions_per_user)
+    quota = DailyQuota(container.counters, settings.daily_predictions_per_user)
     jobs = create_runner(
         settings,
         store,
