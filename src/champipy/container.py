@@ -105,6 +105,7 @@ def build_container(
             throttle,
             token_cache_seconds=settings.token_cache_seconds,
             concurrent_verifications=settings.login_concurrent_verifications,
+            rehash_legacy_passwords=settings.rehash_legacy_passwords,
         ),
     )
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):

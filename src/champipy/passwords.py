@@ -1,7 +1,8 @@
 """Password and API-token hashing.
 
 Passwords: argon2id; bcrypt hashes written by the original system still verify and are
-re-hashed with argon2 on the next successful login. API tokens are long random secrets, so a
+re-hashed with argon2 on the next successful login (unless CHAMPIPY_REHASH_LEGACY_PASSWORDS is
+false). API tokens are long random secrets, so a
 plain SHA-256 is enough to store them (and lets us look them up by hash).
 """
 

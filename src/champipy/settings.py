@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     login_user_soft_limit: int = Field(20, ge=1)  # attempts per user name and window, any address
     login_user_delay_seconds: float = Field(1.0, ge=0)  # the wait of each attempt beyond it
     login_concurrent_verifications: int = Field(2, ge=1)  # argon2 checks at once (64 MiB each)
+    # A bcrypt hash written by the original system is replaced by argon2id at the next sign-in;
+    # false keeps it, so that user can still sign in if the deployment goes back to the original.
+    rehash_legacy_passwords: bool = True
     metrics_token: str = ""  # when set, /metrics needs "Authorization: Bearer <this>"
     token_cache_seconds: float = Field(10.0, ge=0)  # how long a bearer token's user is remembered; 0: never
 

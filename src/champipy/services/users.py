@@ -117,8 +117,11 @@ class Authenticator:
         remember_seconds: float = 300.0,
         token_cache_seconds: float = 10.0,
         concurrent_verifications: int = 2,
+        rehash_legacy_passwords: bool = True,
     ):
         self.store = store
+        # Off: an original (bcrypt) hash stays as it is, so rolling back to the original works.
+        self.rehash_legacy_passwords = rehash_legacy_passwords
         self.throttle = throttle
         self.remember_seconds = remember_seconds
         self.token_cache_seconds = token_cache_seconds
@@ -159,7 +162,7 @@ class Authenticator:
         if user is None or not (usable and matches):
             self.throttle.failed(reservation)
             raise Unauthorized(WRONG_CREDENTIALS)
-        if updated_hash:
+        if updated_hash and self.rehash_legacy_passwords:
             user = self.store.update_user(username, password_hash=updated_hash)
         self.throttle.succeeded(reservation)
         self._remember(fingerprint, user.password_hash)
