@@ -1,11 +1,11 @@
 """The MongoDB backend, in the original ChampiPy layout so an existing database keeps working.
 
 Database ``champipy_db`` (or the one named in the URL): ``users`` {username, hashed_password,
-access}, ``predictions`` {user, url, filename, datetime, results: [{name, proba}]},
-``parameters`` {param_name, param_value} and the GridFS bucket ``img_store`` whose metadata
-holds {filename, classname, user}. ChampiPy adds fields to those documents and the
-collections ``api_tokens``, ``events`` and ``jobs``; documents written by the original, which
-lack the new fields, are read with defaults.
+access}, ``predictions`` {user, url, filename, datetime, results: [{name, proba (percent)}]},
+``parameters`` {param_name, param_value} and the GridFS bucket ``img_store`` whose files
+carry top-level {classname, user}, linked to predictions by file name. ChampiPy adds fields
+to those documents and the collections ``api_tokens``, ``events`` and ``jobs``; documents
+written by the original, which lack the new fields, are read with defaults.
 
 ``MongoStore`` is the ``Store`` facade over one mixin per aggregate (``users``, ``images``,
 ``predictions``, ``parameters``, ``jobs``), all sharing the client of ``client.MongoBase``.

@@ -1,5 +1,11 @@
-"""Images in MongoDB: the original's GridFS bucket ``img_store``, metadata {filename,
-classname, user} plus the fields ChampiPy adds (sha256, label_source, ...)."""
+"""Images in MongoDB: the original's GridFS bucket ``img_store``.
+
+The original wrote ``fs.put(data, filename=<URL basename>, classname=..., user=...)``, so its
+label and user are top-level fields of ``img_store.files``; ChampiPy writes them there too
+(the original's fine-tune reads ``grid_out.classname``) and keeps its own fields (sha256,
+label_source, ...) with a copy of the label under ``metadata``. Reads take ``metadata`` first,
+then the top-level field.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
+from gridfs import GridIn
 from gridfs.errors import FileExists, NoFile
 from pymongo import DESCENDING
 from pymongo.client_session import ClientSession
@@ -15,10 +22,12 @@ from pymongo.client_session import ClientSession
 from ..ports import ImageRepository
 from ..records import ImageRecord, LabelSource, NewImage
 from ..rules import LABELS_BY_PRIORITY, no_image
-from .client import MongoBase, as_utc
+from .client import IMAGE_BUCKET, MongoBase, as_utc
 
 # The original stored images only when the model was confident: a missing source means that.
 LEGACY_LABEL_SOURCE = LabelSource.PREDICTED
+# An image without a label (in metadata or, as the original wrote it, top-level) never trains.
+LABELLED: dict[str, Any] = {"$or": [{"metadata.classname": {"$nin": [None, ""]}}, {"classname": {"$nin": [None, ""]}}]}
 
 
 class MongoImages(MongoBase, ImageRepository):
@@ -59,8 +68,9 @@ class MongoImages(MongoBase, ImageRepository):
             for source in LABELS_BY_PRIORITY:
                 if len(records) >= limit:
                     break
+                query = {"metadata.sha256": {"$exists": True}, **_label_source_filter(source), **LABELLED}
                 docs = (
-                    self._image_files.find({"metadata.sha256": {"$exists": True}, **_label_source_filter(source)})
+                    self._image_files.find(query)
                     .sort([("uploadDate", DESCENDING), ("_id", DESCENDING)])
                     .limit(limit - len(records))
                 )
@@ -89,9 +99,18 @@ def insert_image(base: MongoBase, image: NewImage, session: ClientSession | None
     if base._image_files.find_one({"metadata.sha256": image.sha256}, {"_id": 1}, session=session):
         return False
     try:
-        base._images.upload_from_stream_with_id(
-            file_id, image.filename or image.sha256, image.data, metadata=metadata, session=session
-        )
+        # GridFSBucket can only write ``metadata``; GridIn, like the original's fs.put, also
+        # writes top-level fields, all in the one file document.
+        with GridIn(
+            base._db[IMAGE_BUCKET],
+            session=session,
+            _id=file_id,
+            filename=image.filename or image.sha256,
+            metadata=metadata,
+            classname=image.label,
+            user=image.username,
+        ) as upload:
+            upload.write(image.data)
     except FileExists:
         if session is not None:
             raise
@@ -112,7 +131,7 @@ def label_image(
     """Relabel a stored image; False when it is not stored."""
     result = base._image_files.update_one(
         {"metadata.sha256": sha256},
-        {"$set": {"metadata.classname": label, "metadata.label_source": source.value}},
+        {"$set": {"metadata.classname": label, "classname": label, "metadata.label_source": source.value}},
         session=session,
     )
     return result.matched_count > 0
@@ -134,12 +153,12 @@ def _image(doc: Mapping[str, Any]) -> ImageRecord:
         source = LEGACY_LABEL_SOURCE
     return ImageRecord(
         sha256=metadata["sha256"],
-        label=str(metadata.get("classname") or ""),
+        label=str(metadata.get("classname") or doc.get("classname") or ""),
         label_source=source,
         source_url=metadata.get("source_url"),
         # GridFS's own filename is the hash when ChampiPy had no name: only a fallback.
         filename=metadata["filename"] if "filename" in metadata else doc.get("filename"),
-        username=metadata.get("user"),
+        username=metadata.get("user") or doc.get("user"),
         created_at=as_utc(doc.get("uploadDate"), doc.get("_id")),
         size=int(doc.get("length", 0)),
         license=metadata.get("license"),
