@@ -1,19 +1,24 @@
 """Predictions in MongoDB: the original's ``predictions`` collection {user, url, filename,
-datetime, results: [{name, proba}]} plus the fields ChampiPy adds."""
+datetime, results: [{name, proba}]} plus the fields ChampiPy adds.
+
+A prediction the original wrote has none of ChampiPy's fields: its ``proba`` is a percent
+(ChampiPy's are fractions) and it has no image hash, its image being the ``img_store`` file
+of the same name; both are read that way, and the document is never rewritten in our form.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from bson import ObjectId
 from gridfs.errors import FileExists
-from pymongo import ReturnDocument
+from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 
 from ..ports import PredictionRepository
-from ..records import LabelSource, NewImage, NewPrediction, Prediction
+from ..records import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore
 from ..rules import (
     confirmed_image,
     decode_results,
@@ -27,6 +32,8 @@ from .images import insert_image, label_image
 
 # A transaction that lost a race to store the same image runs once more, and then labels it.
 FEEDBACK_ATTEMPTS = 2
+# The original's results are percents (97.31); ChampiPy's are fractions.
+LEGACY_PROBA_SCALE = 100.0
 
 
 class MongoPredictions(MongoBase, PredictionRepository):
@@ -45,7 +52,7 @@ class MongoPredictions(MongoBase, PredictionRepository):
         }
         with self._guard():
             self._predictions.insert_one(doc)
-        return _prediction(doc)
+        return _prediction(doc, {})
 
     def get_prediction(self, prediction_id: str) -> Prediction | None:
         oid = object_id(prediction_id)
@@ -53,7 +60,7 @@ class MongoPredictions(MongoBase, PredictionRepository):
             return None
         with self._guard():
             doc = self._predictions.find_one({"_id": oid})
-        return _prediction(doc) if doc else None
+            return self._prediction(doc) if doc else None
 
     def find_computed_prediction(self, image_sha256: str, model_version: str) -> Prediction | None:
         query = {
@@ -63,7 +70,7 @@ class MongoPredictions(MongoBase, PredictionRepository):
         }
         with self._guard():
             doc = self._predictions.find_one(query, sort=NEWEST_FIRST)
-        return _prediction(doc) if doc else None
+            return self._prediction(doc) if doc else None
 
     def find_recent_url_image(self, source_url: str, since: datetime) -> str | None:
         query = {
@@ -79,8 +86,9 @@ class MongoPredictions(MongoBase, PredictionRepository):
     def recent_predictions(self, limit: int, username: str | None = None) -> list[Prediction]:
         query = {} if username is None else {"user": username}
         with self._guard():
-            docs = self._predictions.find(query).sort(NEWEST_FIRST).limit(limit)
-            return [_prediction(doc) for doc in docs]
+            docs = list(self._predictions.find(query).sort(NEWEST_FIRST).limit(limit))
+            links = self._legacy_image_links(docs)
+            return [_prediction(doc, links) for doc in docs]
 
     def set_feedback(self, prediction_id: str, species: str, username: str) -> Prediction:
         oid = object_id(prediction_id)
@@ -88,9 +96,9 @@ class MongoPredictions(MongoBase, PredictionRepository):
         if oid is not None:
             with self._guard():
                 doc = self._set_feedback(oid, species, username)
-        if doc is None:
-            raise no_prediction(prediction_id)
-        return _prediction(doc)
+                if doc is not None:
+                    return self._prediction(doc)
+        raise no_prediction(prediction_id)
 
     def record_feedback(
         self, prediction_id: str, species: str, username: str, image: NewImage | None = None
@@ -100,7 +108,7 @@ class MongoPredictions(MongoBase, PredictionRepository):
             found = None if oid is None else self._predictions.find_one({"_id": oid})
             if oid is None or found is None:
                 raise no_prediction(prediction_id)
-            sha256 = str(found.get("image_sha256") or "")
+            sha256 = self._prediction(found).image_sha256
             given = None if image is None else confirmed_image(image, sha256, species)
             if not self._supports_transactions():
                 # A standalone server (the mongoeco test server among them) has no
@@ -139,7 +147,7 @@ class MongoPredictions(MongoBase, PredictionRepository):
         doc = self._set_feedback(oid, species, username, session)
         if doc is None:
             raise no_prediction(str(oid))
-        return _prediction(doc)
+        return self._prediction(doc, session)
 
     def _set_feedback(
         self, oid: ObjectId, species: str, username: str, session: ClientSession | None = None
@@ -155,15 +163,56 @@ class MongoPredictions(MongoBase, PredictionRepository):
         with self._guard():
             return self._predictions.count_documents({})
 
+    # --- documents to records ---------------------------------------------------------------
+    def _prediction(self, doc: Mapping[str, Any], session: ClientSession | None = None) -> Prediction:
+        return _prediction(doc, self._legacy_image_links([doc], session))
 
-def _prediction(doc: Mapping[str, Any]) -> Prediction:
+    def _legacy_image_links(
+        self, docs: Iterable[Mapping[str, Any]], session: ClientSession | None = None
+    ) -> dict[str, str]:
+        """The image hash of each legacy prediction's file name, as the original linked them.
+
+        The original stored a name once (it checked ``fs.exists(filename=...)``), so the
+        oldest file of that name is the prediction's image. A name whose file is not stored,
+        or not hashed yet, links to nothing.
+        """
+        names = {str(doc["filename"]) for doc in docs if _is_legacy(doc) and doc.get("filename")}
+        if not names:
+            return {}
+        files = self._image_files.find(
+            {"filename": {"$in": sorted(names)}}, {"filename": 1, "metadata": 1}, session=session
+        ).sort([("uploadDate", ASCENDING), ("_id", ASCENDING)])
+        links: dict[str, str] = {}
+        for file in files:
+            metadata = file.get("metadata") or {}
+            # A duplicate of bytes stored under another name is that image.
+            sha256 = metadata.get("sha256") or metadata.get("duplicate_of")
+            if sha256:
+                links.setdefault(str(file["filename"]), str(sha256))
+        return links
+
+
+def _is_legacy(doc: Mapping[str, Any]) -> bool:
+    """Written by the original: ChampiPy always writes ``model_version``, the original never."""
+    return "model_version" not in doc
+
+
+def _results(doc: Mapping[str, Any]) -> tuple[SpeciesScore, ...]:
+    results = decode_results(doc.get("results"))
+    if not _is_legacy(doc):
+        return results
+    return tuple(SpeciesScore(r.species, r.probability / LEGACY_PROBA_SCALE) for r in results)
+
+
+def _prediction(doc: Mapping[str, Any], legacy_links: Mapping[str, str]) -> Prediction:
+    linked = legacy_links.get(str(doc.get("filename")), "") if _is_legacy(doc) else ""
     return Prediction(
         id=str(doc["_id"]),
         username=str(doc.get("user") or ""),
-        image_sha256=str(doc.get("image_sha256") or ""),
+        image_sha256=str(doc.get("image_sha256") or linked),
         model_name=str(doc.get("model_name") or ""),
         model_version=str(doc.get("model_version") or ""),
-        results=decode_results(doc.get("results")),
+        results=_results(doc),
         source_url=doc.get("url"),
         filename=doc.get("filename"),
         cached=bool(doc.get("cached", False)),
