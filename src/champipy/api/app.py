@@ -16,7 +16,7 @@ from .docs import install_docs
 from .errors import install_error_handlers
 from .metrics import install_metrics
 from .request_log import RequestLogMiddleware
-from .routes import admin, general, predictions, tokens
+from .routes import admin, general, original, predictions, tokens
 
 # Multipart overhead on top of the largest accepted image.
 BODY_MARGIN_BYTES = 64 * 1024
@@ -47,7 +47,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
-    for module in (general, tokens, predictions, admin):
+    for module in (general, tokens, predictions, admin, original):
         app.include_router(module.router)
     install_docs(app)  # /docs from packaged assets, under a strict CSP
     install_web(app, settings)  # the user page, the admin dashboard, /static
