@@ -205,6 +205,23 @@ def test_original_images_get_their_hash_and_join_the_training_set(store: MongoSt
     assert all(r.label for r in training)
 
 
+def test_a_relabel_reaches_every_copy_the_original_stored_of_those_bytes(store: MongoStore, original_db: Database):
+    store.set_image_label(sha256_of(PHOTO), "Amanita pantherina", LabelSource.CONFIRMED)
+    copies = list(original_db["img_store.files"].find({"filename": {"$in": ["123.jpg", "copy-of-123.jpg"]}}))
+    assert len(copies) == 2
+    assert [c["classname"] for c in copies] == ["Amanita pantherina", "Amanita pantherina"]
+    assert store.get_image(sha256_of(PHOTO)).label == "Amanita pantherina"
+
+
+def test_a_retrain_reads_the_original_photos_with_their_labels_and_bytes(store: MongoStore):
+    from champipy.services.lifecycle import stored_examples
+
+    examples = {e.sha256: e for e in stored_examples(store, limit=10)}
+    assert {e.label for e in examples.values()} == {"Amanita muscaria", "Boletus edulis"}
+    assert examples[sha256_of(PHOTO)].read() == PHOTO
+    assert examples[sha256_of(OTHER_PHOTO)].read() == OTHER_PHOTO
+
+
 def test_an_original_image_without_a_class_never_trains(store: MongoStore):
     unlabelled = store.get_image(sha256_of(UNLABELLED_PHOTO))
     assert unlabelled is not None and unlabelled.label == ""

@@ -134,6 +134,12 @@ def label_image(
         {"$set": {"metadata.classname": label, "classname": label, "metadata.label_source": source.value}},
         session=session,
     )
+    if result.matched_count:
+        # The original may hold the same bytes under another name; its fine-tune reads each
+        # file's own classname, so those copies take the new label too.
+        base._image_files.update_many(
+            {"metadata.duplicate_of": sha256}, {"$set": {"classname": label}}, session=session
+        )
     return result.matched_count > 0
 
 
