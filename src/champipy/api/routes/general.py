@@ -9,6 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ... import __version__
 from ...app_deps import ContainerDep
+from ...container import Container
 from ..deps import CurrentUser
 from ..errors import signed_in
 from ..schemas import DbConnexOut, StatusOut, UserOut
@@ -26,11 +27,15 @@ async def status(container: ContainerDep) -> StatusOut:  # async: answers while 
 @router.get("/dbconnex", response_model=DbConnexOut, summary="Can the API reach its database")
 async def dbconnex(container: ContainerDep) -> DbConnexOut:
     backend = container.settings.resolved_database_url.split(":", 1)[0]
+    return DbConnexOut(connected=await database_answers(container), backend=backend)
+
+
+async def database_answers(container: Container) -> bool:
+    """The store's ping, given at most DB_CHECK_SECONDS (a hung database is a no)."""
     try:
-        connected = await asyncio.wait_for(run_in_threadpool(container.store.ping), DB_CHECK_SECONDS)
+        return await asyncio.wait_for(run_in_threadpool(container.store.ping), DB_CHECK_SECONDS)
     except TimeoutError:
-        connected = False
-    return DbConnexOut(connected=connected, backend=backend)
+        return False
 
 
 @router.get("/user", response_model=UserOut, responses=signed_in(), summary="Who am I")

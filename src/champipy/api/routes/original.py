@@ -19,18 +19,18 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from ...app_deps import ContainerDep, LifecycleDep, MonitorDep, PredictorDep
+from ...app_deps import ContainerDep, LifecycleDep, MonitorDep, PredictorDep, SettingsDep
 from ...errors import InvalidInput, NotAnImage, StoreUnavailable, Unauthorized, UnsupportedImageShape
 from ...services.lifecycle import ModelLifecycle
 from ...store.base import Job, JobState, User
 from ..deps import CurrentUser
+from .general import database_answers
 
 router = APIRouter(prefix="/v0", tags=["original (v0)"])
 
 ORIGINAL_MODEL_NAME = "VGG16"  # what the original registered; an alias of ours here
 IM_A_TEAPOT = 418  # the original's answer to a photo it could not read and to a bad nb_preds
 DATABASE_FAILED = 512
-DB_CHECK_SECONDS = 3.0
 FINETUNE_POLL_SECONDS = 1.0
 
 
@@ -41,6 +41,15 @@ def original_admin(user: CurrentUser) -> User:
 
 
 OriginalAdmin = Annotated[User, Depends(original_admin)]
+
+
+def our_model_name(
+    settings: SettingsDep, model_name: Annotated[str, Query(max_length=200)] = ORIGINAL_MODEL_NAME
+) -> str:
+    return settings.registered_model if model_name == ORIGINAL_MODEL_NAME else model_name
+
+
+ModelName = Annotated[str, Depends(our_model_name)]
 
 
 @contextmanager
@@ -64,10 +73,7 @@ async def status() -> bool:
 
 @router.get("/dbconnex", summary="true when the database answers")
 async def dbconnex(container: ContainerDep) -> bool:
-    try:
-        return await asyncio.wait_for(run_in_threadpool(container.store.ping), DB_CHECK_SECONDS)
-    except TimeoutError:
-        return False
+    return await database_answers(container)
 
 
 @router.get("/user", summary="The original's greeting")
@@ -110,11 +116,9 @@ def past_pred_acc(
 def nb_new_img(
     admin: OriginalAdmin,
     monitor: MonitorDep,
-    model_name: Annotated[str, Query(max_length=200)] = ORIGINAL_MODEL_NAME,
+    model_name: ModelName,
     stage: Annotated[str, Query(max_length=64)] = "Production",
 ) -> int:
-    if model_name == ORIGINAL_MODEL_NAME:
-        model_name = monitor.settings.registered_model
     with original_status_codes():
         return int(monitor.new_images_since_promotion(model_name, stage)["nb_new_img"])
 
@@ -123,15 +127,13 @@ def nb_new_img(
 async def finetune(
     admin: OriginalAdmin,
     lifecycle: LifecycleDep,
-    model_name: Annotated[str, Query(max_length=200)] = ORIGINAL_MODEL_NAME,
+    model_name: ModelName,
     stage: Annotated[str, Query(max_length=64)] = "Production",
     variables: Annotated[int, Query(ge=0, le=50)] = 2,
     epochs: Annotated[int, Query(ge=1, le=100)] = 5,
 ) -> dict[str, Any]:
     # Through the job queue like every training (one at a time, on a worker when there are
     # workers), then waited for: the original's scripts expect the answer at the end.
-    if model_name == ORIGINAL_MODEL_NAME:
-        model_name = lifecycle.settings.registered_model
     params = {"model_name": model_name, "stage": stage, "variables": variables, "epochs": epochs}
     with original_status_codes():
         job = lifecycle.submit_finetune(params, admin.username)
