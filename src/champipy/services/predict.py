@@ -167,19 +167,8 @@ class PredictionService:
             batch = classifier.preprocess(decoded.image)[np.newaxis]
             probabilities = classifier.predict_batch(batch)[0]
             results = _ranked(classifier.labels, probabilities)
-            prediction = self.store.add_prediction(
-                NewPrediction(
-                    username=user.username,
-                    image_sha256=sha,
-                    model_name=model.name,
-                    model_version=model.version,
-                    results=results,
-                    source_url=source_url,
-                    filename=filename,
-                    cached=False,
-                    latency_ms=(time.perf_counter() - started) * 1000,
-                )
-            )
+            latency_ms = (time.perf_counter() - started) * 1000
+            prediction = self._record(sha, results, model, user, source_url, filename, latency_ms=latency_ms)
             self.recent.remember_results(sha, model.version, results)
         kept = self._keep_for_training(
             bounded_copy(data, decoded.image, self.settings.kept_image_max_side), prediction, user
@@ -214,7 +203,22 @@ class PredictionService:
         source_url: str | None,
         filename: str | None,
     ) -> PredictionOutcome:
-        prediction = self.store.add_prediction(
+        prediction = self._record(sha, results, model, user, source_url, filename, latency_ms=None)
+        return self._outcome(prediction, top_k, self._is_kept(sha))
+
+    def _record(
+        self,
+        sha: str,
+        results: tuple[SpeciesScore, ...],
+        model: ServingModel,
+        user: User,
+        source_url: str | None,
+        filename: str | None,
+        *,
+        latency_ms: float | None,
+    ) -> Prediction:
+        """Store one answer; ``latency_ms`` None: served from the cache (recorded as 0)."""
+        return self.store.add_prediction(
             NewPrediction(
                 username=user.username,
                 image_sha256=sha,
@@ -223,11 +227,10 @@ class PredictionService:
                 results=results,
                 source_url=source_url,
                 filename=filename,
-                cached=True,
-                latency_ms=0.0,
+                cached=latency_ms is None,
+                latency_ms=0.0 if latency_ms is None else latency_ms,
             )
         )
-        return self._outcome(prediction, top_k, self._is_kept(sha))
 
     def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
         top = prediction.results[0]
