@@ -25,7 +25,7 @@ def free_port() -> int:
 
 @contextmanager
 def live_server(app, startup_timeout: float = 60.0):
-    settings = getattr(getattr(app.state, "sessions", None), "settings", None)  # create_app's
+    settings = getattr(app.state, "settings", None)  # set by create_app
     if settings is not None:
         seed_mlflow_store(settings)
     port = free_port()

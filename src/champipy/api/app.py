@@ -45,6 +45,7 @@ def create_app(settings: Settings | None = None, container: Container | None = N
         docs_url=None,  # served by install_docs, without a CDN
         redoc_url=None,
     )
+    app.state.settings = settings  # what this app was built with, before its container exists
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
     for module in (general, tokens, predictions, admin, original):
