@@ -86,6 +86,19 @@ class SpeciesScore:
 
 
 @dataclass(frozen=True)
+class OpenSetVerdict:
+    """The open-set score of one image under one model version, and that version's threshold:
+    above it, the image is not one of the species the model knows."""
+
+    score: float
+    threshold: float
+
+    @property
+    def recognised(self) -> bool:
+        return self.score <= self.threshold
+
+
+@dataclass(frozen=True)
 class NewPrediction:
     username: str
     image_sha256: str
@@ -96,6 +109,7 @@ class NewPrediction:
     filename: str | None = None
     cached: bool = False
     latency_ms: float | None = None
+    open_set: OpenSetVerdict | None = None  # None: the version has no open-set score
 
 
 @dataclass(frozen=True)
