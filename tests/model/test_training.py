@@ -15,7 +15,7 @@ from champipy.cli import app
 from champipy.model.backbone import SpeciesNet
 from champipy.model.classifier import META_FILE, MODEL_FILE, Classifier
 from champipy.model.data import load_examples
-from champipy.model.export import CalibratedProbabilities
+from champipy.model.export import ServingGraph
 from champipy.model.pipeline import load_weights, train_and_register
 from champipy.model.preprocess import scale_pixels
 from champipy.model.train import TrainConfig, train_model
@@ -115,7 +115,7 @@ def test_serving_model_matches_torch(tiny_run, tiny_examples: list) -> None:
     weights = load_weights(registry.download_torch_weights("1"))
     model = SpeciesNet(weights["backbone"], len(weights["labels"]), weights["image_size"], pretrained=False)
     model.load_state_dict(weights["state_dict"])
-    module = CalibratedProbabilities(model, weights["temperature"], True).eval()
+    module = ServingGraph(model, weights["temperature"], True).eval()
     batch = scale_pixels(np.stack([item.centre for item in load_examples(tiny_examples[::4], 224)]))
     with torch.no_grad():
         expected = module(torch.from_numpy(batch)).numpy()

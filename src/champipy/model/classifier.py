@@ -1,14 +1,16 @@
 """The serving classifier: an ONNX Runtime session, its species and its preprocessing.
 
 No torch here (the serving process never imports it). The ONNX graph already outputs
-calibrated probabilities. ``predict_*`` may be called from several threads at once: ORT
-sessions are thread-safe.
+calibrated probabilities and, for versions trained with one, the open-set score (a second
+output; its threshold is in the metadata). ``predict_*`` may be called from several threads at
+once: ORT sessions are thread-safe.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,21 @@ from ..errors import InvalidInput, ModelLoadFailed
 from .preprocess import preprocess_image, preprocess_images
 
 
+@dataclass(frozen=True)
+class OpenSetThreshold:
+    """A version's open-set method and the score above which an image is not recognised."""
+
+    method: str
+    threshold: float
+    keep_rate: float
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    probabilities: np.ndarray  # (N, n_species)
+    open_set_scores: np.ndarray | None  # (N,); None: the version has no open-set score
+
+
 class Classifier:
     def __init__(self, session: ort.InferenceSession, meta: dict[str, Any]):
         self._session = session
@@ -28,7 +45,14 @@ class Classifier:
         self.labels: list[str] = list(meta["labels"])
         self.image_size: int = int(meta["image_size"])
         self._input = session.get_inputs()[0].name
-        self._output = session.get_outputs()[0].name
+        outputs = [output.name for output in session.get_outputs()]
+        self._output = outputs[0]
+        open_set = meta.get("open_set")
+        self.open_set: OpenSetThreshold | None = None
+        self._outputs = [self._output]
+        if open_set and open_set.get("output") in outputs:
+            self.open_set = OpenSetThreshold(open_set["method"], float(open_set["threshold"]), open_set["keep_rate"])
+            self._outputs.append(open_set["output"])
 
     @property
     def version(self) -> str | None:
@@ -62,13 +86,19 @@ class Classifier:
 
     def predict_batch(self, batch: np.ndarray) -> np.ndarray:
         """float32 (N, 3, H, W) -> calibrated probabilities (N, n_species)."""
+        return self.predict_scored(batch).probabilities
+
+    def predict_scored(self, batch: np.ndarray) -> ScoredBatch:
+        """float32 (N, 3, H, W) -> probabilities and open-set scores, in one run."""
         batch = np.asarray(batch, dtype=np.float32)
         expected = (3, self.image_size, self.image_size)
         if batch.ndim != 4 or batch.shape[1:] != expected:
             raise InvalidInput(f"Expected a batch of shape (N, {', '.join(map(str, expected))}), got {batch.shape}.")
         if batch.shape[0] == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        return self._session.run([self._output], {self._input: batch})[0]
+            empty = np.zeros(0, dtype=np.float32) if self.open_set else None
+            return ScoredBatch(np.zeros((0, len(self.labels)), dtype=np.float32), empty)
+        outputs = self._session.run(self._outputs, {self._input: batch})
+        return ScoredBatch(outputs[0], outputs[1] if self.open_set else None)
 
     def predict_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.predict_batch(preprocess_images(images, self.image_size))

@@ -1,8 +1,9 @@
 """Export a trained model to one self-contained ONNX file that outputs calibrated
-probabilities (temperature and mirror averaging inside the graph), plus its metadata.
+probabilities (temperature and mirror averaging inside the graph) and, when the model has one,
+its open-set score (a second output, its statistics stored as initialisers), plus metadata.
 
-The export is checked: ONNX Runtime must reproduce torch's probabilities to within 1e-4,
-otherwise ``ExportMismatch`` is raised and nothing should be registered.
+The export is checked: ONNX Runtime must reproduce torch's outputs to within 1e-4 (relative,
+for the score), otherwise ``ExportMismatch`` is raised and nothing should be registered.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from ..errors import ChampipyError
 from .backbone import SpeciesNet
 from .classifier import Classifier
 from .onnx_warnings import known_export_warnings_silenced
+from .open_set import OpenSetScore
 from .preprocess import PREPROCESSING
 from .train import TrainedModel
 
 OPSET = 17
 INPUT_NAME = "image"
 OUTPUT_NAME = "probabilities"
+OPEN_SET_OUTPUT = "open_set_score"
 PARITY_TOLERANCE = 1e-4
 
 
@@ -34,27 +37,34 @@ class ExportMismatch(ChampipyError):
     code, status = "export_mismatch", 500
 
 
-class CalibratedProbabilities(nn.Module):
-    """logits -> (mean over the image and its mirror) -> softmax(logits / T)."""
+class ServingGraph(nn.Module):
+    """image -> features (mean over the image and its mirror) -> logits -> softmax(logits / T),
+    and the open-set score of (features, logits) when the model has one."""
 
-    def __init__(self, model: SpeciesNet, temperature: float, flip_tta: bool):
+    def __init__(self, model: SpeciesNet, temperature: float, flip_tta: bool, open_set: OpenSetScore | None = None):
         super().__init__()
         self.model = model
         self.flip_tta = flip_tta
+        self.open_set = open_set
         self.register_buffer("inverse_temperature", torch.tensor(1.0 / temperature, dtype=torch.float32))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         if self.flip_tta:
-            logits = self.model(torch.cat([image, image.flip(-1)], dim=0))
-            # rows [0, n) are the images, [n, 2n) their mirrors; n is dynamic in the graph
-            logits = logits.reshape(2, -1, logits.shape[-1]).mean(dim=0)
+            features = self.model.features(torch.cat([image, image.flip(-1)], dim=0))
+            # rows [0, n) are the images, [n, 2n) their mirrors; n is dynamic in the graph. The
+            # head is linear, so its logits of the mean features are the mean of the logits.
+            features = features.reshape(2, -1, features.shape[-1]).mean(dim=0)
         else:
-            logits = self.model(image)
-        return torch.softmax(logits * self.inverse_temperature, dim=-1)
+            features = self.model.features(image)
+        logits = self.model.head(features)
+        probabilities = torch.softmax(logits * self.inverse_temperature, dim=-1)
+        if self.open_set is None:
+            return probabilities
+        return probabilities, self.open_set(features, logits)
 
 
-def serving_module(trained: TrainedModel) -> CalibratedProbabilities:
-    return CalibratedProbabilities(trained.model, trained.temperature, trained.config.flip_tta).eval()
+def serving_module(trained: TrainedModel) -> ServingGraph:
+    return ServingGraph(trained.model, trained.temperature, trained.config.flip_tta, trained.open_set).eval()
 
 
 def metadata(trained: TrainedModel) -> dict[str, Any]:
@@ -70,6 +80,9 @@ def metadata(trained: TrainedModel) -> dict[str, Any]:
         "preprocessing": {**PREPROCESSING, "image_size": trained.image_size, "mean": 127.5, "std": 127.5},
         "champipy_version": __version__,
         "metrics": {k: v for k, v in trained.metrics.items() if k.startswith("val_")},
+        "open_set": (
+            {**trained.open_set_fit.to_meta(), "output": OPEN_SET_OUTPUT} if trained.open_set_fit is not None else None
+        ),
     }
 
 
@@ -81,6 +94,7 @@ def export_serving_model(trained: TrainedModel, directory: Path | str, sample: n
     module = serving_module(trained)
     size = trained.image_size
     example = torch.zeros(2, 3, size, size)
+    outputs = [OUTPUT_NAME] + ([OPEN_SET_OUTPUT] if trained.open_set is not None else [])
     with torch.no_grad(), known_export_warnings_silenced():
         torch.onnx.export(
             module,
@@ -89,8 +103,8 @@ def export_serving_model(trained: TrainedModel, directory: Path | str, sample: n
             dynamo=False,
             opset_version=OPSET,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+            output_names=outputs,
+            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             do_constant_folding=True,
         )
     (directory / META_FILE).write_text(json.dumps(metadata(trained), indent=2))
@@ -98,17 +112,25 @@ def export_serving_model(trained: TrainedModel, directory: Path | str, sample: n
     return directory
 
 
-def check_parity(module: nn.Module, directory: Path, sample: np.ndarray | None = None) -> float:
-    """Max |p_onnx - p_torch| over the sample; raises ExportMismatch above the tolerance."""
+def check_parity(module: ServingGraph, directory: Path, sample: np.ndarray | None = None) -> float:
+    """Max |onnx - torch| over the sample (the open-set score relative to its magnitude);
+    raises ExportMismatch above the tolerance."""
     classifier = Classifier.load(directory)
     if sample is None:
         rng = np.random.default_rng(0)
         size = classifier.image_size
         sample = rng.uniform(-1, 1, size=(3, 3, size, size)).astype(np.float32)
     with torch.no_grad():
-        expected = module(torch.from_numpy(sample)).numpy()
-    got = classifier.predict_batch(sample)
-    difference = float(np.abs(expected - got).max())
+        expected = module(torch.from_numpy(sample))
+    expected_probabilities, expected_scores = expected if isinstance(expected, tuple) else (expected, None)
+    got = classifier.predict_scored(sample)
+    difference = float(np.abs(expected_probabilities.numpy() - got.probabilities).max())
+    if (expected_scores is None) != (got.open_set_scores is None):
+        raise ExportMismatch("The exported model and torch disagree on having an open-set score.")
+    if expected_scores is not None and got.open_set_scores is not None:
+        scores = expected_scores.numpy()
+        relative = np.abs(scores - got.open_set_scores) / np.maximum(np.abs(scores), 1.0)
+        difference = max(difference, float(relative.max()))
     if not difference < PARITY_TOLERANCE:
         raise ExportMismatch(f"ONNX Runtime and torch disagree by {difference:.2e} (tolerance {PARITY_TOLERANCE:g}).")
     return difference

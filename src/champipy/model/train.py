@@ -43,6 +43,15 @@ from .data import (
 )
 from .evaluate import EvaluationReport, evaluate_probabilities
 from .onnx_warnings import known_export_warnings_silenced
+from .open_set import (
+    DEFAULT_K,
+    DEFAULT_KEEP_RATE,
+    DEFAULT_METHOD,
+    METHODS,
+    OpenSetFit,
+    OpenSetScore,
+    fit_with_held_out_threshold,
+)
 from .preprocess import scale_pixels
 
 log = logging.getLogger(__name__)
@@ -72,6 +81,10 @@ class TrainConfig:
     flip_features: bool = False  # also train the head on mirrored crops
     feature_views: int = 0  # random augmented crops per image added to the head's training set
     calibration_folds: int = 5  # cross-fitted folds for the temperature and validation metrics
+    # open-set score (model/open_set.py): "none" trains a closed-set model
+    open_set_method: str = DEFAULT_METHOD
+    open_set_keep_rate: float = DEFAULT_KEEP_RATE  # share of held-out photos of known species recognised
+    open_set_k: int = DEFAULT_K
     # fine-tune path
     batch_size: int = 32
     lr_head: float = 1e-3
@@ -88,6 +101,10 @@ class TrainConfig:
             raise InvalidInput("variables must be >= 0")
         if self.epochs is not None and self.epochs < 1:
             raise InvalidInput("epochs must be >= 1")
+        if self.open_set_method not in (*METHODS, "none"):
+            raise InvalidInput(f"open_set_method must be one of {', '.join(METHODS)} or none")
+        if not 0.5 <= self.open_set_keep_rate < 1:
+            raise InvalidInput("open_set_keep_rate must be in [0.5, 1)")
 
     @property
     def fine_tune(self) -> bool:
@@ -146,6 +163,8 @@ class TrainedModel:
     metrics: dict[str, float]
     manifest: list[dict[str, str]]
     val_report: EvaluationReport | None
+    open_set: OpenSetScore | None = None  # None: no held-out photos to set its threshold on
+    open_set_fit: OpenSetFit | None = None
 
     @property
     def temperature(self) -> float:
@@ -230,6 +249,7 @@ def train_model(
         train_y = np.array([targets[item.label] for item in split.train], dtype=np.int64)
         val_y = np.array([targets[item.label] for item in split.val], dtype=np.int64)
         history, val_logits = _fine_tune(model, split.train, train_y, split.val, val_y, config, report)
+        held_out = _fine_tuned_held_out(model, split.train, train_y, split.val, val_y, config, report)
         rows = manifest(split)
         counts: dict[str, float] = {
             "n_train": len(split.train),
@@ -244,7 +264,8 @@ def train_model(
             if config.calibration_folds >= 2
             else []
         )
-        history, val_logits, val_y = _fit_head_on_features(model, items, folds, targets, config, report)
+        history, held_out = _fit_head_on_features(model, items, folds, targets, config, report)
+        val_logits, val_y = held_out.logits(), held_out.targets()
         rows = manifest(Split(list(items), [], 0), folds)
         counts = {
             "n_train": len(items),
@@ -253,6 +274,7 @@ def train_model(
         }
     calibration = fit_temperature(val_logits, val_y)
     model.eval()
+    open_set, open_set_fit = _fit_open_set(held_out, calibration.temperature, config)
 
     val_report = None
     metrics: dict[str, float] = {
@@ -266,8 +288,64 @@ def train_model(
             softmax(val_logits, calibration.temperature), [labels[i] for i in val_y], labels
         )
         metrics.update(val_top1=val_report.top1, val_top3=val_report.top3, val_ece=val_report.ece)
+    if open_set_fit is not None:
+        metrics.update(
+            val_open_set_rejected=open_set_fit.validation_rejected, open_set_threshold=open_set_fit.threshold
+        )
     metrics["train_seconds"] = time.perf_counter() - started
-    return TrainedModel(model, labels, config, calibration, history, metrics, rows, val_report)
+    return TrainedModel(model, labels, config, calibration, history, metrics, rows, val_report, open_set, open_set_fit)
+
+
+@dataclass
+class HeldOut:
+    """What the open-set score is fitted and thresholded on: the served features of every
+    training photo (N, D) with their species, and for each fold (training rows, held-out rows)
+    the held-out photos' logits from the head that did not see them."""
+
+    features: np.ndarray
+    y: np.ndarray
+    folds: list[tuple[np.ndarray, np.ndarray]]
+    held_out_logits: list[np.ndarray]
+    final_rows: np.ndarray | None = None  # the photos the served score is fitted on (None: all)
+
+    def logits(self) -> np.ndarray:
+        if not self.held_out_logits:
+            return np.zeros((0, 0))
+        return np.concatenate(self.held_out_logits)
+
+    def targets(self) -> np.ndarray:
+        if not self.folds:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([self.y[rows] for _, rows in self.folds])
+
+
+def _fit_open_set(
+    held_out: HeldOut, temperature: float, config: TrainConfig
+) -> tuple[OpenSetScore | None, OpenSetFit | None]:
+    if config.open_set_method == "none":
+        return None, None
+    if sum(len(rows) for _, rows in held_out.folds) == 0:
+        log.warning("No held-out photos to set an open-set threshold on: this version answers without a verdict.")
+        return None, None
+    score, fit, _ = fit_with_held_out_threshold(
+        config.open_set_method,
+        held_out.features,
+        held_out.y,
+        temperature,
+        held_out.folds,
+        held_out.held_out_logits,
+        config.open_set_keep_rate,
+        final_rows=held_out.final_rows,
+        k=config.open_set_k,
+    )
+    log.info(
+        "Open-set score %s: threshold %.4g keeps %.1f%% of %d held-out photos.",
+        fit.method,
+        fit.threshold,
+        100 * (1 - fit.validation_rejected),
+        fit.n_validation,
+    )
+    return score, fit
 
 
 def _load_initial_weights(model: SpeciesNet, weights: dict[str, Any], labels: list[str]) -> None:
@@ -391,10 +469,10 @@ def _fit_head_on_features(
     targets: dict[str, int],
     config: TrainConfig,
     report: Progress,
-) -> tuple[list[dict[str, Any]], np.ndarray, np.ndarray]:
+) -> tuple[list[dict[str, Any]], HeldOut]:
     """Features once per view, a head cross-fitted on each fold (out-of-fold logits, averaged
     over the mirror when ``flip_tta``), then the final head on every image, written into
-    ``model.head``. Returns the history and the out-of-fold logits with their targets."""
+    ``model.head``. Returns the history and the held-out logits with the served features."""
     training_kinds = (
         ["centre"] + ["mirror"] * config.flip_features + [f"augmented{k}" for k in range(config.feature_views)]
     )
@@ -421,12 +499,14 @@ def _fit_head_on_features(
         return head, mean, std, {"stage": "train", "epochs": steps, "loss": loss, "accuracy": accuracy}
 
     out_of_fold: list[tuple[np.ndarray, np.ndarray]] = []
+    fold_rows: list[tuple[np.ndarray, np.ndarray]] = []
     for k, fold in enumerate(folds):
         rows = np.array([position[id(item)] for item in fold.train])
         held_out = np.array([position[id(item)] for item in fold.val], dtype=np.int64)
         head, mean, std, entry = fit(rows)
         entry["epoch"] = k + 1
         if len(held_out):
+            fold_rows.append((rows, held_out))
             with torch.no_grad():
                 logits = sum(
                     head(torch.from_numpy((features[kind][held_out] - mean) / std).float()).double().numpy()
@@ -450,11 +530,9 @@ def _fit_head_on_features(
         model.head.weight.copy_(weight.float())
         model.head.bias.copy_((head.bias.double() - weight @ torch.from_numpy(mean)).float())
 
-    if not out_of_fold:
-        return history, np.zeros((0, classes)), np.zeros(0, dtype=np.int64)
-    order = np.concatenate([rows for rows, _ in out_of_fold])
-    logits = np.concatenate([logits for _, logits in out_of_fold])
-    return history, logits, y[order]
+    # Linear head: the mean of the views' logits is the head of their mean features.
+    served = np.mean([features[kind] for kind in tta_kinds], axis=0) if folds else features["centre"]
+    return history, HeldOut(served, y, fold_rows, [logits for _, logits in out_of_fold])
 
 
 def _fit_logistic_regression(x: np.ndarray, y: np.ndarray, classes: int, l2: float) -> tuple[nn.Linear, float, float]:
@@ -571,3 +649,28 @@ def _fine_tune(
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return history, logits
+
+
+def _fine_tuned_held_out(
+    model: SpeciesNet,
+    train: Sequence[LoadedExample],
+    train_y: np.ndarray,
+    val: Sequence[LoadedExample],
+    val_y: np.ndarray,
+    config: TrainConfig,
+    report: Progress,
+) -> HeldOut:
+    """The fine-tuned model's served features of both parts: the score is fitted on the
+    training part and thresholded on the validation part, with the final head's logits."""
+    if config.open_set_method == "none" or not len(val):
+        return HeldOut(np.zeros((0, 0)), train_y, [], [])
+    extract = OnnxFeatureExtractor(model)
+    items = [*train, *val]
+    kinds = ["centre", "mirror"] if config.flip_tta else ["centre"]
+    total, counter = len(items) * len(kinds), [0]
+    features = np.mean([_features(extract, items, kind, 0, config, report, counter, total) for kind in kinds], axis=0)
+    train_rows, val_rows = np.arange(len(train)), np.arange(len(train), len(items))
+    with torch.no_grad():
+        val_logits = model.head(torch.from_numpy(features[val_rows]).float()).double().numpy()
+    y = np.concatenate([train_y, val_y])
+    return HeldOut(features, y, [(train_rows, val_rows)], [val_logits], final_rows=train_rows)
