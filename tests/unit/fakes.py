@@ -2,7 +2,9 @@
 
 - ``StubClassifier`` (``ClassifierLike``): the species is the image's dominant colour channel
   (red, green, blue -> ``LABELS[0..2]``), its probability the channel's share of the mean
-  colour. Deterministic, no ONNX: a pure red photo is ``LABELS[0]`` at 0.99.
+  colour. Deterministic, no ONNX: a pure red photo is ``LABELS[0]`` at 0.99. With
+  ``open_set=True`` it also scores how grey an image is (a grey photo is "not a known species",
+  above ``GREY_THRESHOLD``), as the real model scores how unfamiliar one is.
 - ``FakeRegistry`` (``RegistryLike`` plus what the monitor and the lifecycle read of
   ``champipy.registry.Registry``): versions, aliases, downloads and logged metrics in memory.
 - ``StubLoader``: the provider's loader (directory -> classifier), one classifier per version.
@@ -26,6 +28,7 @@ from PIL import Image
 
 from champipy.errors import NotFound
 from champipy.fetch import FetchedImage
+from champipy.model.predictor import OpenSetThreshold, ScoredBatch
 from champipy.registry import ModelVersionInfo
 from champipy.store.base import Job, Prediction, Store
 
@@ -48,15 +51,28 @@ def top_probability(colour: tuple[int, int, int]) -> float:
 
 
 # --- the classifier ------------------------------------------------------------------------
-class StubClassifier:
-    """``ClassifierLike``: labels, image_size, preprocess, predict_batch (and ``version``, which
-    ``evaluate_folder`` reads from the real ``Classifier``)."""
+GREY_THRESHOLD = -0.2  # open-set score: minus the spread of the channel means, in [0, 1]
 
-    def __init__(self, labels: list[str] | None = None, image_size: int = 16, version: str | None = None):
+
+class StubClassifier:
+    """``ClassifierLike``: labels, image_size, preprocess, predict_batch, predict_scored (and
+    ``version``, which ``evaluate_folder`` reads from the real ``Classifier``)."""
+
+    def __init__(
+        self, labels: list[str] | None = None, image_size: int = 16, version: str | None = None, open_set: bool = False
+    ):
         self.labels = list(labels or LABELS)
         self.image_size = image_size
         self.version = version
+        self.open_set = OpenSetThreshold("grey", GREY_THRESHOLD, 0.98) if open_set else None
         self.batches: list[int] = []  # the size of each batch predicted, warm-up included
+
+    def predict_scored(self, batch: np.ndarray) -> ScoredBatch:
+        probabilities = self.predict_batch(batch)
+        if self.open_set is None:
+            return ScoredBatch(probabilities, None)
+        means = np.asarray(batch, dtype=np.float32).mean(axis=(2, 3)) / 255.0
+        return ScoredBatch(probabilities, (means.min(axis=1) - means.max(axis=1)).astype(np.float32))
 
     @property
     def images_predicted(self) -> int:

@@ -49,6 +49,7 @@ UNMATCHED = "unmatched"
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 INFERENCE_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 PROBABILITY_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+OPEN_SET_MARGIN_BUCKETS = (-5.0, -3.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0)
 
 
 class Metrics:
@@ -90,6 +91,18 @@ class Metrics:
             buckets=PROBABILITY_BUCKETS,
             registry=self.registry,
         )
+        self.unrecognised = Counter(
+            "champipy_predictions_unrecognised",
+            "Predictions whose open-set score says: not one of the known species.",
+            registry=self.registry,
+        )
+        self.open_set_margin = Histogram(
+            "champipy_open_set_score_minus_threshold",
+            "Open-set score minus the version's threshold, of computed predictions (above 0: not recognised);"
+            " relative to the threshold so that versions compare.",
+            buckets=OPEN_SET_MARGIN_BUCKETS,
+            registry=self.registry,
+        )
         self._state = _StateCollector()
         self.registry.register(self._state)
 
@@ -109,6 +122,9 @@ class Metrics:
         """Called by the prediction service for every answered prediction."""
         try:
             self.predictions.labels("true" if prediction.cached else "false").inc()
+            verdict = prediction.open_set
+            if verdict is not None and not verdict.recognised:
+                self.unrecognised.inc()
             if prediction.cached:
                 self.cache_hits.inc()
                 return
@@ -116,6 +132,8 @@ class Metrics:
                 self.inference_seconds.observe(prediction.latency_ms / 1000)
             if prediction.results:
                 self.top_probability.observe(prediction.results[0].probability)
+            if verdict is not None:
+                self.open_set_margin.observe(verdict.score - verdict.threshold)
         except Exception:  # a metric must never fail a prediction
             log.warning("could not record prediction metrics", exc_info=True)
 

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..services.predict import PredictionOutcome, is_uncertain
+from ..services.verdict import is_rejected, verdict_sentence
 from ..store.base import ApiToken, Job, Prediction
 
 
@@ -17,6 +18,7 @@ class ModelStatus(BaseModel):
     version: str | None = None
     loaded_at: datetime | None = None
     last_error: str | None = None
+    open_set: dict[str, Any] | None = Field(None, description="The open-set method and threshold; null: none")
 
 
 class StatusOut(BaseModel):
@@ -78,13 +80,37 @@ class ModelRef(BaseModel):
     version: str
 
 
+REJECT_DOC = (
+    "false: present the top species as the answer even when the photo does not look like one of the known"
+    " species (Pl@ntNet's no-reject); the verdict is reported either way."
+)
+
+
 class PredictIn(BaseModel):
     url: str = Field(..., min_length=1, max_length=4096, description="http(s) URL of the photo")
     top_k: int = Field(3, description="How many species to return (1 to the number of species)")
+    reject: bool = Field(True, description=REJECT_DOC)
+
+
+class OpenSetOut(BaseModel):
+    """The open-set check of this photo: a score above the version's threshold means "not one
+    of the species I know"."""
+
+    recognised: bool
+    score: float
+    threshold: float
 
 
 class PredictionOut(BaseModel):
     id: str
+    answer: str | None = Field(description="The species presented as the answer; null when the photo is rejected.")
+    recognised: bool | None = Field(
+        description="Whether the photo looks like one of the known species; null: this model version has no"
+        " open-set check (trained before it existed)."
+    )
+    rejected: bool = Field(description="Not recognised and rejection on: the ranked species are not an answer.")
+    verdict: str = Field(description="The answer in one sentence.")
+    open_set: OpenSetOut | None
     results: list[ScoreOut]
     model: ModelRef
     image_sha256: str
@@ -99,6 +125,11 @@ class PredictionOut(BaseModel):
         p = outcome.prediction
         return cls(
             id=p.id,
+            answer=outcome.answer,
+            recognised=None if p.open_set is None else p.open_set.recognised,
+            rejected=outcome.rejected,
+            verdict=outcome.sentence,
+            open_set=_open_set_out(p),
             results=[ScoreOut(species=s.species, probability=s.probability) for s in outcome.results],
             model=ModelRef(name=p.model_name, version=p.model_version),
             image_sha256=p.image_sha256,
@@ -126,11 +157,19 @@ class PredictionRecordOut(BaseModel):
     created_at: datetime
     feedback_species: str | None
     uncertain: bool
+    recognised: bool | None
+    rejected: bool = Field(description="Not recognised: the ranked species are not an answer (rejection on).")
+    verdict: str
+    open_set: OpenSetOut | None
 
     @classmethod
     def from_record(cls, p: Prediction, uncertain_threshold: float) -> PredictionRecordOut:
         return cls(
             id=p.id,
+            rejected=is_rejected(p),
+            verdict=verdict_sentence(p),
+            recognised=None if p.open_set is None else p.open_set.recognised,
+            open_set=_open_set_out(p),
             username=p.username,
             results=[ScoreOut(species=s.species, probability=s.probability) for s in p.results],
             model=ModelRef(name=p.model_name, version=p.model_version),
@@ -196,3 +235,9 @@ class ModelVersionOut(BaseModel):
     created_at: datetime | None
     promoted_at: datetime | None
     serving: bool
+
+
+def _open_set_out(p: Prediction) -> OpenSetOut | None:
+    if p.open_set is None:
+        return None
+    return OpenSetOut(recognised=p.open_set.recognised, score=p.open_set.score, threshold=p.open_set.threshold)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,8 @@ from PIL import Image
 
 from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import InvalidInput, ModelLoadFailed
+from .predictor import OpenSetThreshold, ScoredBatch
 from .preprocess import preprocess_image, preprocess_images
-
-
-@dataclass(frozen=True)
-class OpenSetThreshold:
-    """A version's open-set method and the score above which an image is not recognised."""
-
-    method: str
-    threshold: float
-    keep_rate: float
-
-
-@dataclass(frozen=True)
-class ScoredBatch:
-    probabilities: np.ndarray  # (N, n_species)
-    open_set_scores: np.ndarray | None  # (N,); None: the version has no open-set score
 
 
 class Classifier:

@@ -3,13 +3,26 @@ and so do the unit tests' stubs. NumPy only, like everything serving imports."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from PIL import Image
 
-if TYPE_CHECKING:
-    from .classifier import OpenSetThreshold, ScoredBatch
+
+@dataclass(frozen=True)
+class OpenSetThreshold:
+    """A version's open-set method and the score above which an image is not recognised."""
+
+    method: str
+    threshold: float
+    keep_rate: float
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    probabilities: np.ndarray  # (N, n_species)
+    open_set_scores: np.ndarray | None  # (N,); None: the version has no open-set score
 
 
 class ClassifierLike(Protocol):

@@ -4,7 +4,8 @@ Cache: a result is keyed by (SHA-256 of the image bytes, model version) and read
 store, so it survives restarts and never crosses model versions; an in-process memory of the
 same facts (``RecentResults``) spares a repeated image the store reads. A URL fetched recently is
 not downloaded again. Images predicted with more than ``store_threshold`` are kept for
-retraining, labelled with the predicted species.
+retraining, labelled with the predicted species, unless the open-set score says they are not
+one of the known species (services/verdict.py): those stay in the spool for an expert's label.
 """
 
 from __future__ import annotations
@@ -13,21 +14,33 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 import numpy as np
+from PIL import Image
 
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import bounded_copy, decode_image, sha256_hex
 from ..settings import Settings
-from ..store.base import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore, Store, User, utcnow
+from ..store.base import (
+    LabelSource,
+    NewImage,
+    NewPrediction,
+    OpenSetVerdict,
+    Prediction,
+    SpeciesScore,
+    Store,
+    User,
+    utcnow,
+)
 from .admission import AdmissionGate, PerUserLimit
 from .ports import ImageFetcher, PredictionObserver
 from .quota import DailyQuota
-from .recent_results import RecentResults
+from .recent_results import Computed, RecentResults
 from .serving import ModelProvider, ServingModel
 from .spool import ImageSpool
+from .verdict import answer_species, is_rejected, verdict_sentence
 
 log = logging.getLogger(__name__)
 
@@ -38,10 +51,23 @@ class PredictionOutcome:
     top_k: int
     kept_for_training: bool
     uncertain: bool
+    reject: bool = True  # False: the caller asked for the top species even when not recognised
 
     @property
     def results(self) -> tuple[SpeciesScore, ...]:
         return self.prediction.results[: self.top_k]
+
+    @property
+    def rejected(self) -> bool:
+        return is_rejected(self.prediction, self.reject)
+
+    @property
+    def answer(self) -> str | None:
+        return answer_species(self.prediction, self.reject)
+
+    @property
+    def sentence(self) -> str:
+        return verdict_sentence(self.prediction, self.reject)
 
 
 def is_uncertain(prediction: Prediction, threshold: float) -> bool:
@@ -87,7 +113,7 @@ class PredictionService:
         self.downloads = PerUserLimit(settings.fetch_per_user)
 
     # --- entry points ------------------------------------------------------------------
-    def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
+    def predict_url(self, url: str, top_k: int, user: User, reject: bool = True) -> PredictionOutcome:
         model = self.models.current()
         top_k = self._check_top_k(top_k, model)
         self._spend_quota(user)
@@ -95,20 +121,25 @@ class PredictionService:
         since = utcnow() - timedelta(seconds=self.settings.url_cache_ttl_seconds)
         known_sha = self.store.find_recent_url_image(url, since) if self.settings.url_cache_ttl_seconds else None
         if known_sha:
-            results = self._known_results(known_sha, model.version)
-            if results is not None:
-                return self._serve_cached(known_sha, results, model, top_k, user, url, filename=_filename(url))
+            computed = self._known_results(known_sha, model.version)
+            if computed is not None:
+                outcome = self._serve_cached(known_sha, computed, model, top_k, user, url, filename=_filename(url))
+                return replace(outcome, reject=reject)
         with self.downloads.slot(user.username):
             data = self.fetcher.fetch(url).data
-        return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
+        outcome = self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
+        return replace(outcome, reject=reject)
 
-    def predict_upload(self, data: bytes, filename: str | None, top_k: int, user: User) -> PredictionOutcome:
+    def predict_upload(
+        self, data: bytes, filename: str | None, top_k: int, user: User, reject: bool = True
+    ) -> PredictionOutcome:
         model = self.models.current()
         top_k = self._check_top_k(top_k, model)
         if not data:
             raise InvalidInput("The uploaded file is empty.")
         self._spend_quota(user)
-        return self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
+        outcome = self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
+        return replace(outcome, reject=reject)
 
     def feedback(self, prediction_id: str, species: str, user: User) -> Prediction:
         prediction = self.store.get_prediction(prediction_id)
@@ -154,36 +185,33 @@ class PredictionService:
         self, data: bytes, model: ServingModel, top_k: int, user: User, source_url: str | None, filename: str | None
     ) -> PredictionOutcome:
         sha = sha256_hex(data)
-        results = self.recent.results(sha, model.version)
-        if results is not None:
-            return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
+        computed = self.recent.results(sha, model.version)
+        if computed is not None:
+            return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
         with self.admission.slot(), self._in_flight.get((sha, model.version)):
-            results = self._known_results(sha, model.version)
-            if results is not None:
-                return self._serve_cached(sha, results, model, top_k, user, source_url, filename)
+            computed = self._known_results(sha, model.version)
+            if computed is not None:
+                return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
             started = time.perf_counter()
             decoded = decode_image(data, self.settings.image_limits)
-            classifier = model.classifier
-            batch = classifier.preprocess(decoded.image)[np.newaxis]
-            probabilities = classifier.predict_batch(batch)[0]
-            results = _ranked(classifier.labels, probabilities)
+            computed = _compute(model, decoded.image)
             latency_ms = (time.perf_counter() - started) * 1000
-            prediction = self._record(sha, results, model, user, source_url, filename, latency_ms=latency_ms)
-            self.recent.remember_results(sha, model.version, results)
+            prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=latency_ms)
+            self.recent.remember_results(sha, model.version, computed)
         kept = self._keep_for_training(
             bounded_copy(data, decoded.image, self.settings.kept_image_max_side), prediction, user
         )
         return self._outcome(prediction, top_k, kept)
 
-    def _known_results(self, sha: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
-        results = self.recent.results(sha, model_version)
-        if results is None:
-            computed = self.store.find_computed_prediction(sha, model_version)
-            if computed is None:
+    def _known_results(self, sha: str, model_version: str) -> Computed | None:
+        computed = self.recent.results(sha, model_version)
+        if computed is None:
+            stored = self.store.find_computed_prediction(sha, model_version)
+            if stored is None:
                 return None
-            results = computed.results
-            self.recent.remember_results(sha, model_version, results)
-        return results
+            computed = Computed(stored.results, stored.open_set)
+            self.recent.remember_results(sha, model_version, computed)
+        return computed
 
     def _is_kept(self, sha: str) -> bool:
         if self.recent.is_kept(sha):
@@ -196,20 +224,20 @@ class PredictionService:
     def _serve_cached(
         self,
         sha: str,
-        results: tuple[SpeciesScore, ...],
+        computed: Computed,
         model: ServingModel,
         top_k: int,
         user: User,
         source_url: str | None,
         filename: str | None,
     ) -> PredictionOutcome:
-        prediction = self._record(sha, results, model, user, source_url, filename, latency_ms=None)
+        prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=None)
         return self._outcome(prediction, top_k, self._is_kept(sha))
 
     def _record(
         self,
         sha: str,
-        results: tuple[SpeciesScore, ...],
+        computed: Computed,
         model: ServingModel,
         user: User,
         source_url: str | None,
@@ -224,7 +252,8 @@ class PredictionService:
                 image_sha256=sha,
                 model_name=model.name,
                 model_version=model.version,
-                results=results,
+                results=computed.results,
+                open_set=computed.open_set,
                 source_url=source_url,
                 filename=filename,
                 cached=latency_ms is None,
@@ -234,7 +263,7 @@ class PredictionService:
 
     def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
         top = prediction.results[0]
-        if top.probability > self.settings.store_threshold:
+        if top.probability > self.settings.store_threshold and not is_rejected(prediction):
             self.store.add_image(
                 NewImage(
                     sha256=prediction.image_sha256,
@@ -278,6 +307,15 @@ class PredictionService:
         except Exception:
             return None
         return data if sha256_hex(data) == prediction.image_sha256 else None
+
+
+def _compute(model: ServingModel, image: Image.Image) -> Computed:
+    classifier = model.classifier
+    scored = classifier.predict_scored(classifier.preprocess(image)[np.newaxis])
+    verdict = None
+    if classifier.open_set is not None and scored.open_set_scores is not None:
+        verdict = OpenSetVerdict(float(scored.open_set_scores[0]), classifier.open_set.threshold)
+    return Computed(_ranked(classifier.labels, scored.probabilities[0]), verdict)
 
 
 def _ranked(labels: list[str], probabilities: np.ndarray) -> tuple[SpeciesScore, ...]:

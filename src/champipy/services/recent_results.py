@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ..store.base import SpeciesScore
+from ..store.base import OpenSetVerdict, SpeciesScore
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -38,17 +39,26 @@ class _Lru(Generic[K, V]):
             self._items.popitem(last=False)
 
 
+@dataclass(frozen=True)
+class Computed:
+    """What the model computed for one image: every species ranked, and the open-set verdict
+    (None: the version has no open-set score)."""
+
+    results: tuple[SpeciesScore, ...]
+    open_set: OpenSetVerdict | None = None
+
+
 class RecentResults:
     def __init__(self, max_entries: int = 20_000):
-        self._results: _Lru[tuple[str, str], tuple[SpeciesScore, ...]] = _Lru(max_entries)
+        self._results: _Lru[tuple[str, str], Computed] = _Lru(max_entries)
         self._kept: _Lru[str, bool] = _Lru(max_entries)
         self._lock = threading.Lock()
 
-    def results(self, sha256: str, model_version: str) -> tuple[SpeciesScore, ...] | None:
+    def results(self, sha256: str, model_version: str) -> Computed | None:
         with self._lock:
             return self._results.get((sha256, model_version))
 
-    def remember_results(self, sha256: str, model_version: str, results: tuple[SpeciesScore, ...]) -> None:
+    def remember_results(self, sha256: str, model_version: str, results: Computed) -> None:
         with self._lock:
             self._results.put((sha256, model_version), results)
 

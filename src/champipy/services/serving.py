@@ -114,9 +114,17 @@ class ModelProvider:
     @staticmethod
     def _warm_up(classifier: ClassifierLike) -> None:
         size = classifier.image_size
-        probabilities = classifier.predict_batch(np.zeros((1, 3, size, size), dtype=np.float32))
+        scored = classifier.predict_scored(np.zeros((1, 3, size, size), dtype=np.float32))
+        probabilities = scored.probabilities
         if probabilities.shape != (1, len(classifier.labels)) or not np.all(np.isfinite(probabilities)):
             raise ValueError(f"the model answered shape {probabilities.shape} for {len(classifier.labels)} labels")
+        if classifier.open_set is None:
+            return
+        scores = scored.open_set_scores
+        if scores is None or scores.shape != (1,) or not np.all(np.isfinite(scores)):
+            raise ValueError("the model's metadata promises an open-set score its graph does not answer")
+        if not np.isfinite(classifier.open_set.threshold):
+            raise ValueError("the model's open-set threshold is not a number")
 
     def start(self) -> None:
         self.refresh()
@@ -136,8 +144,10 @@ class ModelProvider:
         serving = self._serving
         if serving is None:
             return {"loaded": False, "last_error": self.last_error}
+        open_set = serving.classifier.open_set
         return {
             "loaded": True,
+            "open_set": None if open_set is None else {"method": open_set.method, "threshold": open_set.threshold},
             "name": serving.name,
             "version": serving.version,
             "loaded_at": serving.loaded_at,

@@ -29,7 +29,7 @@ from ...errors import (
 )
 from ..deps import CurrentUser
 from ..errors import describe_validation_errors, signed_in
-from ..schemas import FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
+from ..schemas import REJECT_DOC, FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
 
 router = APIRouter(prefix="/predictions", tags=["predictions"], responses=signed_in())
 _PREDICTING = signed_in(
@@ -61,6 +61,7 @@ _UPLOAD_DOC = {
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "the photo"},
                         "top_k": {"type": "integer", "minimum": 1, "default": 3},
+                        "reject": {"type": "boolean", "default": True, "description": REJECT_DOC},
                     },
                 }
             },
@@ -77,8 +78,9 @@ async def predict_by_url(
     predictor: PredictorDep,
     file: Annotated[str, Query(min_length=1, max_length=4096, description="URL of the photo")],
     nb_preds: Annotated[int, Query(description="How many species to return")] = 3,
+    reject: Annotated[bool, Query(description=REJECT_DOC)] = True,
 ) -> PredictionOut:
-    outcome = await run_in_threadpool(predictor.predict_url, file, nb_preds, user)
+    outcome = await run_in_threadpool(predictor.predict_url, file, nb_preds, user, reject)
     return PredictionOut.from_outcome(outcome)
 
 
@@ -97,14 +99,15 @@ async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) 
         if not isinstance(upload, UploadFile):
             raise InvalidInput("Send the photo in a multipart field named 'file'.")
         top_k = _form_int(form.get("top_k", form.get("nb_preds", "3")))
+        reject = _form_bool(form.get("reject", "true"), "reject")
         data = await upload.read()
-        outcome = await run_in_threadpool(predictor.predict_upload, data, upload.filename, top_k, user)
+        outcome = await run_in_threadpool(predictor.predict_upload, data, upload.filename, top_k, user, reject)
     elif content_type in ("application/json", ""):
         try:
             body = PredictIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise InvalidInput(describe_validation_errors(exc.errors())) from None
-        outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user)
+        outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user, body.reject)
     else:
         raise InvalidInput('Send JSON {"url": ..., "top_k": ...} or a multipart upload with a \'file\' field.')
     return PredictionOut.from_outcome(outcome)
@@ -152,3 +155,12 @@ def _form_int(value: object) -> int:
         return int(str(value))
     except ValueError:
         raise InvalidInput("top_k must be an integer.") from None
+
+
+def _form_bool(value: object, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise InvalidInput(f"{name} must be true or false.")

@@ -12,6 +12,8 @@
   const urlForm = $("url-form"), urlInput = $("photo-url"), fileInput = $("photo-file"), dropZone = $("drop-zone");
   const busy = $("busy"), errorBox = $("error"), result = $("result"), photo = $("photo"), caption = $("photo-caption");
   const bars = $("bars"), uncertain = $("uncertain"), moLink = $("mo-link"), modelLine = $("model-line");
+  const unrecognised = $("unrecognised"), unrecognisedHeadline = $("unrecognised-headline");
+  const barsFold = $("bars-fold"), barsSummary = $("bars-summary");
   const confirmButton = $("confirm-button"), correctForm = $("correct-form"), correctSelect = $("correct-species");
   const feedbackStatus = $("feedback-status"), recent = $("recent"), recentEmpty = $("recent-empty");
 
@@ -107,7 +109,14 @@
           el("span", {class: "pct", text: percent(score.probability)})),
         el("span", {class: "bar-track", role: "presentation"}, fill)));
     });
-    uncertain.hidden = !record.uncertain;  // decided by the server, like every answer's flag
+    // Both decided by the server, like every answer's flag. A rejected photo keeps its ranking,
+    // folded, with the server's sentence in place of the top species.
+    const rejected = Boolean(record.rejected);
+    unrecognised.hidden = !rejected;
+    unrecognisedHeadline.textContent = rejected ? record.verdict : "";
+    barsFold.open = !rejected;
+    barsSummary.textContent = rejected ? "Closest species (not an answer)" : "Most likely species";
+    uncertain.hidden = rejected || !record.uncertain;
     if (top) {
       moLink.href = speciesLink(top.species);
       moLink.textContent = top.species + " on Mushroom Observer";
@@ -178,8 +187,8 @@
         return el("li", {class: "recent-item"},
           el("button", {type: "button", class: "recent-open", title: "Show this prediction again",
                         onclick: () => reopen(p.id)},
-            el("span", {class: "species", text: top ? top.species : "?"}),
-            el("span", {class: "pct", text: top ? percent(top.probability, 0) : ""})),
+            el("span", {class: "species", text: p.rejected ? "Not a known species" : (top ? top.species : "?")}),
+            el("span", {class: "pct", text: top && !p.rejected ? percent(top.probability, 0) : ""})),
           el("span", {class: "muted small meta", title: p.source_url || p.filename || "",
                       text: [shortSource(p), when(p.created_at)].join(" · ")}),
           p.feedback_species
