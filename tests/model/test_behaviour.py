@@ -81,3 +81,34 @@ def test_known_photo_keeps_its_species_as_png_and_grayscale(full_model, eval_dir
     image.convert("RGBA").save(buffer, "PNG")
     as_png = decode_image(buffer.getvalue()).image
     assert classifier.labels[int(classifier.predict_images([as_png])[0].argmax())] == species
+
+
+def test_a_face_a_brick_wall_a_drawing_and_noise_are_not_recognised(full_model) -> None:
+    from support.ood_images import one_of_each
+
+    _, classifier = full_model
+    assert classifier.open_set is not None
+    pictures = one_of_each()
+    scored = classifier.predict_scored(np.stack([classifier.preprocess(image) for image in pictures.values()]))
+    assert scored.open_set_scores is not None
+    recognised = {
+        name: float(score)
+        for name, score in zip(pictures, scored.open_set_scores, strict=True)
+        if score <= classifier.open_set.threshold
+    }
+    assert recognised == {}, f"threshold {classifier.open_set.threshold:.3f}"
+
+
+def test_a_clear_photo_of_each_species_is_recognised(full_model, eval_dir: Path) -> None:
+    _, classifier = full_model
+    assert classifier.open_set is not None
+    photos = eval_photos(eval_dir)
+    batch = np.stack([classifier.preprocess(decode_image(path.read_bytes()).image) for _, path in photos])
+    scored = classifier.predict_scored(batch)
+    assert scored.open_set_scores is not None
+    recognised_species = set()
+    for (species, _), probabilities, score in zip(photos, scored.probabilities, scored.open_set_scores, strict=True):
+        clear = classifier.labels[int(probabilities.argmax())] == species and probabilities.max() >= CLEAR
+        if clear and score <= classifier.open_set.threshold:
+            recognised_species.add(species)
+    assert recognised_species == set(classifier.labels)

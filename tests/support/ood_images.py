@@ -177,3 +177,19 @@ if __name__ == "__main__":
     parser.add_argument("--mushrooms", type=Path, help="species folders to degrade (e.g. the eval set)")
     args = parser.parse_args()
     print(write_ood_set(args.out, args.mushrooms))
+
+
+def one_of_each() -> dict[str, Image.Image]:
+    """The four pictures the behaviour tests name: a face, a brick wall, a drawing, pure noise."""
+    import matplotlib.cbook
+    import skimage.data
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:  # type: ignore[attr-defined]
+        face = Image.open(io.BytesIO(handle.read())).convert("RGB")
+    rng = np.random.default_rng(0)
+    return {
+        "face": _fit(face),
+        "brick": _fit(_as_rgb(skimage.data.brick())),
+        "drawing": next(_rendered_drawings(rng, 1)),
+        "noise": _as_rgb(rng.integers(0, 256, (240, 320, 3)).astype(np.uint8)),
+    }
