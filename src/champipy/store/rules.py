@@ -66,6 +66,7 @@ def stored_prediction(new: NewPrediction, prediction_id: str, created_at: dateti
         filename=new.filename,
         cached=new.cached,
         latency_ms=new.latency_ms,
+        open_set=new.open_set,
         created_at=created_at,
     )
 
