@@ -13,6 +13,7 @@ from champipy.model.predictor import ScoredBatch
 from champipy.services.predict import PredictionService
 from champipy.services.serving import ModelProvider
 from champipy.services.spool import ImageSpool
+from champipy.services.verdict import answer_species, is_rejected, verdict_sentence
 from champipy.store.base import Store, User
 
 from .conftest import make_settings
@@ -50,10 +51,10 @@ def test_the_stub_scores_fall_where_the_tests_need_them() -> None:
 
 def test_a_recognised_photo_names_its_species(open_set_service, alice: User) -> None:
     service, _ = open_set_service
-    outcome = service.predict_upload(image_bytes(RED), "red.png", top_k=3, user=alice)
-    assert outcome.prediction.open_set is not None and outcome.prediction.open_set.recognised
-    assert outcome.answer == "amanita" and not outcome.rejected
-    assert outcome.sentence.startswith("Most likely amanita (99%)")
+    prediction = service.predict_upload(image_bytes(RED), "red.png", top_k=3, user=alice).prediction
+    assert prediction.open_set is not None and prediction.open_set.recognised
+    assert answer_species(prediction) == "amanita" and not is_rejected(prediction)
+    assert verdict_sentence(prediction).startswith("Most likely amanita (99%)")
 
 
 def test_an_unrecognised_photo_keeps_its_ranking_but_names_no_species(open_set_service, alice: User) -> None:
@@ -61,25 +62,25 @@ def test_an_unrecognised_photo_keeps_its_ranking_but_names_no_species(open_set_s
     outcome = service.predict_upload(GREY_PHOTO, "grey.png", top_k=3, user=alice)
     verdict = outcome.prediction.open_set
     assert verdict is not None and not verdict.recognised and verdict.threshold == GREY_THRESHOLD
-    assert outcome.rejected and outcome.answer is None
+    assert is_rejected(outcome.prediction) and answer_species(outcome.prediction) is None
     assert [s.species for s in outcome.results][0] == "amanita"  # still ranked for the expert
-    assert outcome.sentence.startswith("Not one of the 3 species ChampiPy knows")
+    assert verdict_sentence(outcome.prediction).startswith("Not one of the 3 species ChampiPy knows")
 
 
 def test_reject_false_presents_the_top_species_and_still_reports_the_verdict(open_set_service, alice: User) -> None:
     service, _ = open_set_service
-    outcome = service.predict_upload(GREY_PHOTO, "grey.png", top_k=3, user=alice, reject=False)
-    assert outcome.answer == "amanita" and not outcome.rejected
-    assert outcome.prediction.open_set is not None and not outcome.prediction.open_set.recognised
-    assert "Rejection is off" in outcome.sentence
+    prediction = service.predict_upload(GREY_PHOTO, "grey.png", top_k=3, user=alice).prediction
+    assert answer_species(prediction, reject=False) == "amanita" and not is_rejected(prediction, reject=False)
+    assert prediction.open_set is not None and not prediction.open_set.recognised
+    assert "Rejection is off" in verdict_sentence(prediction, reject=False)
 
 
 def test_an_unrecognised_photo_is_never_kept_under_its_predicted_label(
     open_set_service, memory_store: Store, alice: User
 ) -> None:
     service, spool = open_set_service
-    for reject in (True, False):
-        outcome = service.predict_upload(GREY_PHOTO, "grey.png", top_k=1, user=alice, reject=reject)
+    for name in ("grey.png", "grey-again.png"):
+        outcome = service.predict_upload(GREY_PHOTO, name, top_k=1, user=alice)
         assert outcome.prediction.results[0].probability > service.settings.store_threshold
         assert not outcome.kept_for_training
     sha = sha256_hex(GREY_PHOTO)
@@ -95,7 +96,7 @@ def test_the_cache_returns_the_same_verdict_without_the_classifier(
     service.recent = type(service.recent)()  # forget the in-process memory: the store must hold the verdict
     again = service.predict_upload(GREY_PHOTO, "b.png", top_k=3, user=alice)
     assert again.prediction.cached and again.prediction.open_set == first.prediction.open_set
-    assert again.rejected
+    assert is_rejected(again.prediction)
 
 
 def test_a_version_without_an_open_set_score_answers_without_a_verdict(
@@ -103,8 +104,9 @@ def test_a_version_without_an_open_set_score_answers_without_a_verdict(
 ) -> None:
     service, _ = build_service(tmp_path, memory_store, StubClassifier(version="1"))
     outcome = service.predict_upload(GREY_PHOTO, "grey.png", top_k=3, user=alice)
-    assert outcome.prediction.open_set is None and not outcome.rejected and outcome.answer == "amanita"
-    assert "no open-set check" in outcome.sentence
+    prediction = outcome.prediction
+    assert prediction.open_set is None and not is_rejected(prediction) and answer_species(prediction) == "amanita"
+    assert "no open-set check" in verdict_sentence(prediction)
     assert outcome.kept_for_training  # as before the open-set score existed
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..services.predict import PredictionOutcome, is_uncertain
-from ..services.verdict import is_rejected, verdict_sentence
+from ..services.verdict import answer_species, is_rejected, verdict_sentence
 from ..store.base import ApiToken, Job, Prediction
 
 
@@ -121,14 +121,15 @@ class PredictionOut(BaseModel):
     created_at: datetime
 
     @classmethod
-    def from_outcome(cls, outcome: PredictionOutcome) -> PredictionOut:
+    def from_outcome(cls, outcome: PredictionOutcome, reject: bool = True) -> PredictionOut:
+        """``reject``: the caller's choice (False: name the top species even when not recognised)."""
         p = outcome.prediction
         return cls(
             id=p.id,
-            answer=outcome.answer,
+            answer=answer_species(p, reject),
             recognised=None if p.open_set is None else p.open_set.recognised,
-            rejected=outcome.rejected,
-            verdict=outcome.sentence,
+            rejected=is_rejected(p, reject),
+            verdict=verdict_sentence(p, reject),
             open_set=_open_set_out(p),
             results=[ScoreOut(species=s.species, probability=s.probability) for s in outcome.results],
             model=ModelRef(name=p.model_name, version=p.model_version),

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
@@ -40,7 +40,7 @@ from .quota import DailyQuota
 from .recent_results import Computed, RecentResults
 from .serving import ModelProvider, ServingModel
 from .spool import ImageSpool
-from .verdict import answer_species, is_rejected, verdict_sentence
+from .verdict import is_rejected
 
 log = logging.getLogger(__name__)
 
@@ -51,23 +51,10 @@ class PredictionOutcome:
     top_k: int
     kept_for_training: bool
     uncertain: bool
-    reject: bool = True  # False: the caller asked for the top species even when not recognised
 
     @property
     def results(self) -> tuple[SpeciesScore, ...]:
         return self.prediction.results[: self.top_k]
-
-    @property
-    def rejected(self) -> bool:
-        return is_rejected(self.prediction, self.reject)
-
-    @property
-    def answer(self) -> str | None:
-        return answer_species(self.prediction, self.reject)
-
-    @property
-    def sentence(self) -> str:
-        return verdict_sentence(self.prediction, self.reject)
 
 
 def is_uncertain(prediction: Prediction, threshold: float) -> bool:
@@ -113,7 +100,7 @@ class PredictionService:
         self.downloads = PerUserLimit(settings.fetch_per_user)
 
     # --- entry points ------------------------------------------------------------------
-    def predict_url(self, url: str, top_k: int, user: User, reject: bool = True) -> PredictionOutcome:
+    def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
         model = self.models.current()
         top_k = self._check_top_k(top_k, model)
         self._spend_quota(user)
@@ -123,23 +110,18 @@ class PredictionService:
         if known_sha:
             computed = self._known_results(known_sha, model.version)
             if computed is not None:
-                outcome = self._serve_cached(known_sha, computed, model, top_k, user, url, filename=_filename(url))
-                return replace(outcome, reject=reject)
+                return self._serve_cached(known_sha, computed, model, top_k, user, url, filename=_filename(url))
         with self.downloads.slot(user.username):
             data = self.fetcher.fetch(url).data
-        outcome = self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
-        return replace(outcome, reject=reject)
+        return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
 
-    def predict_upload(
-        self, data: bytes, filename: str | None, top_k: int, user: User, reject: bool = True
-    ) -> PredictionOutcome:
+    def predict_upload(self, data: bytes, filename: str | None, top_k: int, user: User) -> PredictionOutcome:
         model = self.models.current()
         top_k = self._check_top_k(top_k, model)
         if not data:
             raise InvalidInput("The uploaded file is empty.")
         self._spend_quota(user)
-        outcome = self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
-        return replace(outcome, reject=reject)
+        return self._predict_bytes(data, model, top_k, user, source_url=None, filename=filename)
 
     def feedback(self, prediction_id: str, species: str, user: User) -> Prediction:
         prediction = self.store.get_prediction(prediction_id)

@@ -80,8 +80,8 @@ async def predict_by_url(
     nb_preds: Annotated[int, Query(description="How many species to return")] = 3,
     reject: Annotated[bool, Query(description=REJECT_DOC)] = True,
 ) -> PredictionOut:
-    outcome = await run_in_threadpool(predictor.predict_url, file, nb_preds, user, reject)
-    return PredictionOut.from_outcome(outcome)
+    outcome = await run_in_threadpool(predictor.predict_url, file, nb_preds, user)
+    return PredictionOut.from_outcome(outcome, reject)
 
 
 @router.post(
@@ -101,16 +101,17 @@ async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) 
         top_k = _form_int(form.get("top_k", form.get("nb_preds", "3")))
         reject = _form_bool(form.get("reject", "true"), "reject")
         data = await upload.read()
-        outcome = await run_in_threadpool(predictor.predict_upload, data, upload.filename, top_k, user, reject)
+        outcome = await run_in_threadpool(predictor.predict_upload, data, upload.filename, top_k, user)
     elif content_type in ("application/json", ""):
         try:
             body = PredictIn.model_validate_json(await request.body())
         except ValidationError as exc:
             raise InvalidInput(describe_validation_errors(exc.errors())) from None
-        outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user, body.reject)
+        reject = body.reject
+        outcome = await run_in_threadpool(predictor.predict_url, body.url, body.top_k, user)
     else:
         raise InvalidInput('Send JSON {"url": ..., "top_k": ...} or a multipart upload with a \'file\' field.')
-    return PredictionOut.from_outcome(outcome)
+    return PredictionOut.from_outcome(outcome, reject)
 
 
 @router.get("/recent", response_model=list[PredictionRecordOut], summary="My most recent predictions")
