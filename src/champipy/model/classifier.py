@@ -31,10 +31,9 @@ class Classifier:
         self.image_size: int = int(meta["image_size"])
         self._input = session.get_inputs()[0].name
         outputs = [output.name for output in session.get_outputs()]
-        self._output = outputs[0]
         open_set = meta.get("open_set")
         self.open_set: OpenSetThreshold | None = None
-        self._outputs = [self._output]
+        self._outputs = outputs[:1]  # the probabilities, then the open-set score when there is one
         if open_set and open_set.get("output") in outputs:
             self.open_set = OpenSetThreshold(open_set["method"], float(open_set["threshold"]), open_set["keep_rate"])
             self._outputs.append(open_set["output"])

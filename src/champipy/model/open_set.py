@@ -23,7 +23,7 @@ known species is recognised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -167,14 +167,7 @@ class OpenSetFit:
     validation_rejected: float  # share of held-out in-set photos above the threshold
 
     def to_meta(self) -> dict[str, Any]:
-        return {
-            "method": self.method,
-            "k": self.k,
-            "keep_rate": self.keep_rate,
-            "threshold": self.threshold,
-            "n_validation": self.n_validation,
-            "validation_rejected": self.validation_rejected,
-        }
+        return asdict(self)
 
 
 def threshold_for(scores: np.ndarray, keep_rate: float) -> float:
