@@ -12,15 +12,20 @@ from PIL import Image
 
 from champipy.api.app import create_app
 from champipy.images import sha256_hex
+from champipy.settings import Settings
 from champipy.store import open_store
 from support.accounts import make_account
 from support.live_server import client, live_server
 
 
 def big_jpeg(seed: int, size=(3000, 2000)) -> bytes:
-    pixels = np.random.default_rng(seed).integers(0, 256, (size[1] // 10, size[0] // 10, 3), dtype=np.uint8)
+    """A real mushroom photo blown up to camera size: noise would be (rightly) not recognised by
+    the open-set check, and an unrecognised photo is never kept under its predicted label."""
+    photos = sorted(Path(Settings().eval_dir or "").rglob("*.jpg"))
+    assert photos, "CHAMPIPY_EVAL_DIR must hold the evaluation photos"
+    photo = photos[int(np.random.default_rng(seed).integers(len(photos)))]
     buffer = io.BytesIO()
-    Image.fromarray(pixels).resize(size).save(buffer, "JPEG", quality=95)
+    Image.open(photo).convert("RGB").resize(size, Image.BICUBIC).save(buffer, "JPEG", quality=95)
     return buffer.getvalue()
 
 
