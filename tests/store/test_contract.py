@@ -30,6 +30,7 @@ from champipy.store.base import (
     LabelSource,
     NewImage,
     NewPrediction,
+    OpenSetVerdict,
     Role,
     SpeciesScore,
 )
@@ -69,6 +70,7 @@ def a_prediction(**overrides: object) -> NewPrediction:
         filename="1.jpg",
         cached=False,
         latency_ms=12.5,
+        open_set=OpenSetVerdict(score=-0.375, threshold=0.25),
     )
     fields.update(overrides)
     return NewPrediction(**fields)  # type: ignore[arg-type]
@@ -344,6 +346,7 @@ def test_prediction_reads_back_the_same(store: Store):
         "filename",
         "cached",
         "latency_ms",
+        "open_set",
     ):
         assert getattr(added, field) == getattr(new, field), field
     assert added.feedback_species is added.feedback_username is added.feedback_at is None
@@ -353,6 +356,21 @@ def test_prediction_reads_back_the_same(store: Store):
 def test_a_prediction_from_an_upload_has_no_url(store: Store):
     added = store.add_prediction(a_prediction(source_url=None, filename=None, latency_ms=None))
     assert store.get_prediction(added.id) == added
+
+
+def test_a_prediction_without_an_open_set_score_reads_back_without_one(store: Store):
+    added = store.add_prediction(a_prediction(open_set=None))
+    assert store.get_prediction(added.id) == added
+    assert store.recent_predictions(1)[0].open_set is None
+
+
+def test_the_open_set_verdict_is_found_with_the_computed_prediction(store: Store):
+    image = sha256_of(b"a face")
+    verdict = OpenSetVerdict(score=1.5, threshold=0.25)
+    store.add_prediction(a_prediction(image_sha256=image, open_set=verdict))
+    found = store.find_computed_prediction(image, "3")
+    assert found is not None and found.open_set == verdict and not found.open_set.recognised
+    assert store.recent_predictions(1)[0].open_set == verdict
 
 
 def test_unknown_or_malformed_prediction_ids_are_none(store: Store):

@@ -125,6 +125,9 @@ class PredictionRow(Base):
     filename: Mapped[str | None] = mapped_column(String(255))
     cached: Mapped[bool] = mapped_column(Boolean, default=False)
     latency_ms: Mapped[float | None] = mapped_column(Float)
+    # Both NULL when the model version had no open-set score.
+    open_set_score: Mapped[float | None] = mapped_column(Float)
+    open_set_threshold: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(index=True)
     feedback_species: Mapped[str | None] = mapped_column(String(200))
     feedback_username: Mapped[str | None] = mapped_column(String(150))

@@ -18,7 +18,7 @@ from pymongo import ASCENDING, ReturnDocument
 from pymongo.client_session import ClientSession
 
 from ..ports import PredictionRepository
-from ..records import LabelSource, NewImage, NewPrediction, Prediction, SpeciesScore
+from ..records import LabelSource, NewImage, NewPrediction, OpenSetVerdict, Prediction, SpeciesScore
 from ..rules import (
     confirmed_image,
     decode_results,
@@ -50,6 +50,11 @@ class MongoPredictions(MongoBase, PredictionRepository):
             "cached": prediction.cached,
             "latency_ms": prediction.latency_ms,
         }
+        if prediction.open_set is not None:
+            doc["open_set"] = {
+                "score": prediction.open_set.score,
+                "threshold": prediction.open_set.threshold,
+            }
         with self._guard():
             self._predictions.insert_one(doc)
         return _prediction(doc, {})
@@ -217,8 +222,15 @@ def _prediction(doc: Mapping[str, Any], legacy_links: Mapping[str, str]) -> Pred
         filename=doc.get("filename"),
         cached=bool(doc.get("cached", False)),
         latency_ms=doc.get("latency_ms"),
+        open_set=_open_set(doc.get("open_set")),
         created_at=as_utc(doc.get("datetime"), doc.get("_id")),
         feedback_species=doc.get("feedback_species"),
         feedback_username=doc.get("feedback_username"),
         feedback_at=as_utc(doc["feedback_at"]) if doc.get("feedback_at") else None,
     )
+
+
+def _open_set(stored: Any) -> OpenSetVerdict | None:
+    if not isinstance(stored, Mapping) or stored.get("score") is None:
+        return None
+    return OpenSetVerdict(score=float(stored["score"]), threshold=float(stored["threshold"]))

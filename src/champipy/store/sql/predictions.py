@@ -8,7 +8,7 @@ from typing import cast
 from sqlalchemy import Table, func, select
 
 from ..ports import PredictionRepository
-from ..records import LabelSource, NewImage, NewPrediction, Prediction, utcnow
+from ..records import LabelSource, NewImage, NewPrediction, OpenSetVerdict, Prediction, utcnow
 from ..rules import (
     confirmed_image,
     decode_results,
@@ -44,6 +44,7 @@ class SqlPredictions(SqlBase, PredictionRepository):
                     "filename": stored.filename,
                     "cached": stored.cached,
                     "latency_ms": stored.latency_ms,
+                    **_open_set_columns(stored.open_set),
                     "created_at": stored.created_at,
                 },
             )
@@ -131,8 +132,21 @@ def _prediction(row: PredictionRow) -> Prediction:
         filename=row.filename,
         cached=row.cached,
         latency_ms=row.latency_ms,
+        open_set=_open_set(row.open_set_score, row.open_set_threshold),
         created_at=row.created_at,
         feedback_species=row.feedback_species,
         feedback_username=row.feedback_username,
         feedback_at=row.feedback_at,
     )
+
+
+def _open_set_columns(verdict: OpenSetVerdict | None) -> dict[str, float | None]:
+    if verdict is None:
+        return {"open_set_score": None, "open_set_threshold": None}
+    return {"open_set_score": verdict.score, "open_set_threshold": verdict.threshold}
+
+
+def _open_set(score: float | None, threshold: float | None) -> OpenSetVerdict | None:
+    if score is None or threshold is None:
+        return None
+    return OpenSetVerdict(score=score, threshold=threshold)
