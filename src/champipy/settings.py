@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     # Folders of species sub-folders.
     dataset_dir: Path | None = None
     eval_dir: Path | None = None
+    # Images of anything but the known species (any layout: category sub-folders optional):
+    # with eval_dir, training and /accuracy measure the open-set verdict against them.
+    ood_dir: Path | None = None
 
     # One EfficientNet-Lite, or an ensemble of several joined by "+". lite2 is the cheapest
     # that reaches the accuracy targets (bench/bench_training.py); lite0 is fastest to serve.
@@ -47,6 +50,9 @@ class Settings(BaseSettings):
     # The MLOps loop's thresholds.
     store_threshold: float = Field(0.70, ge=0.0, le=1.0)
     uncertain_threshold: float = Field(0.50, ge=0.0, le=1.0)
+    # The share of held-out photos of known species that a new version's open-set threshold
+    # recognises; the rest of the world (other species, not mushrooms) should fall above it.
+    open_set_keep_rate: float = Field(0.98, ge=0.5, lt=1.0)
     target_accuracy: float = Field(0.70, ge=0.0, le=1.0)
     target_new_images: int = Field(500, ge=1)
     retrain_images: int = Field(1000, ge=10)
@@ -111,7 +117,7 @@ class Settings(BaseSettings):
     def _strip(cls, value: str) -> str:
         return value.strip()
 
-    @field_validator("dataset_dir", "eval_dir", mode="before")
+    @field_validator("dataset_dir", "eval_dir", "ood_dir", mode="before")
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value

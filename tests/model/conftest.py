@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from champipy.settings import Settings
@@ -52,6 +53,21 @@ def tiny_eval_dir(eval_dir: Path, tiny_examples: list, tmp_path_factory: pytest.
         (root / label).mkdir()
         for photo in sorted((eval_dir / label).iterdir())[:4]:
             (root / label / photo.name).symlink_to(photo)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_ood_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three images that are not mushrooms: two of noise in a category folder, a gradient at the top."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("tiny-ood")
+    (root / "noise").mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)).save(root / "noise" / f"{i}.png")
+    gradient = np.broadcast_to(np.linspace(0, 255, 320, dtype=np.uint8)[None, :, None], (240, 320, 3))
+    Image.fromarray(np.ascontiguousarray(gradient)).save(root / "gradient.png")
     return root
 
 

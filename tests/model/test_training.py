@@ -29,9 +29,9 @@ TINY = TrainConfig(backbone="lite0", epochs=1, flip_features=False, seed=0)
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tiny_examples: list, tiny_eval_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def tiny_run(tiny_examples: list, tiny_eval_dir: Path, tiny_ood_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     data_dir = tmp_path_factory.mktemp("tiny-registry")
-    settings = Settings(data_dir=data_dir, eval_dir=tiny_eval_dir, mlflow_uri="")
+    settings = Settings(data_dir=data_dir, eval_dir=tiny_eval_dir, ood_dir=tiny_ood_dir, mlflow_uri="")
     progress: list[dict] = []
     outcome = train_and_register(settings, tiny_examples, TINY, progress=progress.append)
     return settings, outcome, progress
@@ -52,6 +52,9 @@ def test_version_is_registered_with_metrics_and_params(tiny_run) -> None:
         "eval_top3",
         "eval_ece",
         "train_seconds",
+        "eval_open_set_rejected",
+        "ood_auroc",
+        "ood_recognised",
     ):
         assert key in info.metrics, key
     assert info.params["backbone"] == "lite0" and info.params["mode"] == "frozen_features"
@@ -125,10 +128,13 @@ def test_serving_model_matches_torch(tiny_run, tiny_examples: list) -> None:
     assert np.allclose(got.sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_cli_evaluate_list_promote(tiny_run, tiny_eval_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_evaluate_list_promote(
+    tiny_run, tiny_eval_dir: Path, tiny_ood_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings, outcome, _ = tiny_run
     monkeypatch.setenv("CHAMPIPY_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("CHAMPIPY_MLFLOW_URI", "")
+    monkeypatch.delenv("CHAMPIPY_OOD_DIR", raising=False)
     get_settings.cache_clear()
     runner = CliRunner()
     try:
@@ -139,6 +145,18 @@ def test_cli_evaluate_list_promote(tiny_run, tiny_eval_dir: Path, monkeypatch: p
         assert {"top1", "top3", "n", "per_species", "ece"} <= set(report)
         assert set(report["per_species"]) == set(outcome.trained.labels)
         assert report["top1"] == pytest.approx(outcome.metrics["eval_top1"])
+        assert report["open_set"]["ood_n"] == 0  # no --ood, and CHAMPIPY_OOD_DIR is unset here
+
+        result = runner.invoke(app, ["evaluate", "--data", str(tiny_eval_dir), "--ood", str(tiny_ood_dir), "--json"])
+        assert result.exit_code == 0, result.output
+        open_set = json.loads(result.stdout)["open_set"]
+        assert open_set["ood_n"] == 3 and set(open_set["categories"]) == {"noise", "(top folder)"}
+        assert open_set["ood_auroc"] == pytest.approx(outcome.metrics["ood_auroc"])
+        result = runner.invoke(app, ["evaluate", "--data", str(tiny_eval_dir), "--ood", str(tiny_ood_dir)])
+        assert result.exit_code == 0, result.output
+        assert "AUROC" in result.output and "noise" in result.output
+        result = runner.invoke(app, ["evaluate", "--data", str(tiny_eval_dir), "--ood", str(tiny_ood_dir / "none")])
+        assert result.exit_code != 0 and "not a folder" in result.output
 
         result = runner.invoke(app, ["models", "promote", "1"])
         assert result.exit_code == 0, result.output

@@ -67,13 +67,20 @@ class Parts:
 
 
 def build(
-    tmp_path: Path, store: Store, *, wrong: int = 0, with_jobs: bool = True, promote: bool = True, **overrides
+    tmp_path: Path,
+    store: Store,
+    *,
+    wrong: int = 0,
+    with_jobs: bool = True,
+    promote: bool = True,
+    classifier: StubClassifier | None = None,
+    **overrides,
 ) -> Parts:
     overrides.setdefault("eval_dir", write_eval_dir(tmp_path / "eval", wrong))
     settings = make_settings(tmp_path, **overrides)
     registry = FakeRegistry()
     registry.add_version("1")
-    loader = StubLoader(**{"1": StubClassifier(version="1")})
+    loader = StubLoader(**{"1": classifier or StubClassifier(version="1")})
     provider = ModelProvider(registry, loader, model_name="champipy", alias="production", poll_seconds=60)
     jobs = FakeJobSubmitter(store)
     lifecycle = ModelLifecycle(settings, store, registry, provider, jobs if with_jobs else None)
@@ -251,6 +258,20 @@ def test_production_accuracy_is_evaluated_once_per_version(tmp_path, memory_stor
     assert second["cached"] is True
     assert classifier.images_predicted == before + 4
     assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
+
+
+def test_production_accuracy_measures_the_open_set_verdict_against_the_ood_folder(tmp_path, memory_store):
+    ood = tmp_path / "ood" / "grey"
+    ood.mkdir(parents=True)
+    for i, grey in enumerate((90, 128, 200)):
+        (ood / f"{i}.png").write_bytes(image_bytes((grey, grey, grey)))
+    parts = build(tmp_path, memory_store, ood_dir=ood.parent, classifier=StubClassifier(version="1", open_set=True))
+
+    report = parts.monitor.production_accuracy()
+
+    assert report["open_set"]["ood_n"] == 3
+    assert report["open_set"]["categories"]["grey"]["recognised"]["k"] == 0
+    assert memory_store.get_parameter(accuracy_cache_key("1", parts.settings.eval_dir, ood.parent))
 
 
 def test_a_new_version_is_evaluated_again(tmp_path, memory_store):

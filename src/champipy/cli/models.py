@@ -103,10 +103,10 @@ def train(
 
     from ..model.data import examples_from_folder
     from ..model.pipeline import train_and_register
-    from ..model.train import config_from_options
+    from ..model.train import config_for, config_from_options
 
     try:
-        config = config_from_options(epochs, variables, backbone, seed)
+        config = config_from_options(epochs, variables, backbone, seed, base=config_for(settings))
         examples = examples_from_folder(folder)
     except (ChampipyError, ValueError) as exc:
         _fail(str(exc))
@@ -147,11 +147,20 @@ def evaluate(
     alias: Annotated[
         str | None, typer.Option(help="Alias to evaluate (default: production, else the latest version).")
     ] = None,
+    ood: Annotated[
+        Path | None,
+        typer.Option(
+            "--ood",
+            help="Folder of images of anything else (category sub-folders optional), to measure the "
+            "open-set verdict (default: CHAMPIPY_OOD_DIR).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
 ) -> None:
     """Evaluate a registered model (ONNX Runtime) on a folder of labelled photos."""
     settings = get_settings()
     folder = _folder(data, settings.eval_dir, "CHAMPIPY_EVAL_DIR")
+    ood = ood or settings.ood_dir
     if version and alias:
         _fail("Give --version or --alias, not both.")
 
@@ -163,7 +172,7 @@ def evaluate(
     try:
         info = _resolve_version(registry, settings, version, alias)
         classifier = Classifier.load(registry.download_serving_model(info.version), threads=settings.inference_threads)
-        report = evaluate_folder(classifier, folder, max_pixels=settings.max_image_pixels)
+        report = evaluate_folder(classifier, folder, max_pixels=settings.max_image_pixels, ood=ood)
     except ChampipyError as exc:
         _fail(str(exc))
     report.model_version = info.version
@@ -177,6 +186,37 @@ def evaluate(
         table.add_row(species, str(row["n"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}")
     Console().print(table)
     Console().print(f"top-1 {report.top1:.3f}  top-3 {report.top3:.3f}  ECE {report.ece:.3f}")
+    if report.open_set is None:
+        Console().print(f"v{info.version} has no open-set score: every photo is answered with a species.")
+        return
+    _print_open_set(report.open_set)
+
+
+def _print_open_set(report: Any) -> None:
+    def rate(r: Any) -> str:
+        return f"{r.rate:.3f} [{r.low:.3f}, {r.high:.3f}] ({r.k}/{r.n})"
+
+    out = Console()
+    out.print(
+        f"open set ({report.method}, threshold {report.threshold:.3f}, keeps {report.keep_rate:.0%} of validation):"
+        f"  in-set rejected {rate(report.in_set_rejected)}  top-1 recognised {rate(report.top1_recognised)}"
+    )
+    if report.ood_recognised is None:
+        return
+    table = Table(title=f"Out of distribution (n={report.ood_n})")
+    for column in ("category", "n", "recognised (95% CI)", "AUROC"):
+        table.add_column(column, justify="left" if column == "category" else "right")
+    for name, category in report.categories.items():
+        shown = "-" if category.auroc is None else f"{category.auroc:.3f}"
+        table.add_row(name, str(category.n), rate(category.recognised), shown)
+    out.print(table)
+    if report.ood_auroc is None:  # no in-set photo decoded: nothing to compare with
+        out.print(f"recognised {rate(report.ood_recognised)}")
+        return
+    out.print(
+        f"AUROC {report.ood_auroc:.3f}  recognised {rate(report.ood_recognised)}"
+        f"  FPR at {report.keep_rate:.0%} of these in-set photos kept {report.ood_fpr_at_keep_rate:.3f}"
+    )
 
 
 def _resolve_version(registry: Any, settings: Settings, version: str | None, alias: str | None) -> Any:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from .open_set_report import OpenSetReport
     from .predictor import ClassifierLike
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class EvaluationReport:
     mean_confidence: float
     model_version: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    open_set: OpenSetReport | None = None  # None: the version has no open-set score
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +73,7 @@ class EvaluationReport:
             "per_species": self.per_species,
             "confusion_matrix": {"labels": self.labels, "true_labels": self.true_labels, "matrix": self.confusion},
             **self.extra,
+            "open_set": self.open_set.to_dict() if self.open_set else None,
         }
 
     def confusion_png(self, path: Path | str) -> Path:
@@ -122,30 +125,96 @@ def evaluate_probabilities(
 
 
 def evaluate_folder(
-    classifier: ClassifierLike, folder: Path | str, batch_size: int = 32, max_pixels: int = 40_000_000
+    classifier: ClassifierLike,
+    folder: Path | str,
+    batch_size: int = 32,
+    max_pixels: int = 40_000_000,
+    ood: Path | str | None = None,
 ) -> EvaluationReport:
-    """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped."""
-    from ..errors import ChampipyError, InvalidInput
-    from ..images import ImageLimits, decode_image
-    from .data import IMAGE_SUFFIXES
+    """Predict every image in ``folder``'s species sub-folders; unreadable files are skipped.
+
+    When the version has an open-set score, the report says how many of these photos it
+    rejects and, given ``ood`` (photos of anything else, at its top or in category
+    sub-folders), how well the score tells them apart."""
+    from ..errors import InvalidInput
 
     root = Path(folder)
     if not root.is_dir():
         raise InvalidInput(f"{root} is not a folder of species sub-folders.")
-    paths = sorted(
-        path
-        for species_dir in root.iterdir()
-        if species_dir.is_dir() and not species_dir.name.startswith(".")
-        for path in species_dir.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+    if ood is not None and not Path(ood).is_dir():
+        raise InvalidInput(f"{ood} is not a folder of out-of-distribution images.")
+    paths = sorted(path for species_dir in _sub_folders(root) for path in species_dir.iterdir() if _is_image(path))
+    kept, probabilities, scores = _predict_paths(classifier, paths, batch_size, max_pixels)
+    true_labels = [path.parent.name for path in kept]
+    report = evaluate_probabilities(probabilities, true_labels, classifier.labels)
+    report.model_version = classifier.version
+    if classifier.open_set is not None and scores is not None:
+        report.open_set = _open_set_report(classifier, probabilities, true_labels, scores, ood, batch_size, max_pixels)
+    return report
+
+
+def _open_set_report(
+    classifier: ClassifierLike,
+    probabilities: np.ndarray,
+    true_labels: list[str],
+    scores: np.ndarray,
+    ood: Path | str | None,
+    batch_size: int,
+    max_pixels: int,
+) -> OpenSetReport:
+    from .open_set_report import open_set_report
+
+    assert classifier.open_set is not None
+    labels = np.array(classifier.labels)
+    correct = labels[probabilities.argmax(axis=1)] == np.array(true_labels) if len(true_labels) else np.zeros(0, bool)
+    ood_scores = ood_categories = None
+    if ood is not None:
+        ood_root = Path(ood)
+        ood_paths = sorted(
+            [path for path in ood_root.iterdir() if _is_image(path)]
+            + [path for sub in _sub_folders(ood_root) for path in sub.iterdir() if _is_image(path)]
+        )
+        kept, _, ood_scores = _predict_paths(classifier, ood_paths, batch_size, max_pixels)
+        ood_categories = ["" if path.parent == ood_root else path.parent.name for path in kept]
+    return open_set_report(
+        classifier.open_set.method,
+        classifier.open_set.threshold,
+        classifier.open_set.keep_rate,
+        scores,
+        correct,
+        ood_scores,
+        ood_categories,
     )
-    true_labels: list[str] = []
-    chunks: list[np.ndarray] = []
+
+
+def _sub_folders(root: Path) -> list[Path]:
+    return [path for path in root.iterdir() if path.is_dir() and not path.name.startswith(".")]
+
+
+def _is_image(path: Path) -> bool:
+    from .data import IMAGE_SUFFIXES
+
+    return path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _predict_paths(
+    classifier: ClassifierLike, paths: Sequence[Path], batch_size: int, max_pixels: int
+) -> tuple[list[Path], np.ndarray, np.ndarray | None]:
+    """The paths that decoded, their probabilities and open-set scores (None: no score)."""
+    from ..errors import ChampipyError
+    from ..images import ImageLimits, decode_image
+
+    kept: list[Path] = []
+    probabilities: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
     batch: list[np.ndarray] = []
 
     def flush() -> None:
         if batch:
-            chunks.append(classifier.predict_batch(np.stack(batch)))
+            scored = classifier.predict_scored(np.stack(batch))
+            probabilities.append(scored.probabilities)
+            if scored.open_set_scores is not None:
+                scores.append(scored.open_set_scores)
             batch.clear()
 
     for path in paths:
@@ -155,14 +224,14 @@ def evaluate_folder(
             log.warning("Skipping %s: %s", path, exc)
             continue
         batch.append(classifier.preprocess(image))
-        true_labels.append(path.parent.name)
+        kept.append(path)
         if len(batch) == batch_size:
             flush()
     flush()
-    probabilities = np.concatenate(chunks) if chunks else np.zeros((0, len(classifier.labels)))
-    report = evaluate_probabilities(probabilities, true_labels, classifier.labels)
-    report.model_version = classifier.version
-    return report
+    all_probabilities = np.concatenate(probabilities) if probabilities else np.zeros((0, len(classifier.labels)))
+    if classifier.open_set is None:
+        return kept, all_probabilities, None
+    return kept, all_probabilities, np.concatenate(scores) if scores else np.zeros(0)
 
 
 def render_confusion_png(

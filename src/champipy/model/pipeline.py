@@ -87,7 +87,10 @@ def train_and_register(
             if progress:
                 progress({"stage": "evaluating"})
             eval_report = evaluate_folder(
-                Classifier.load(serving_dir), settings.eval_dir, max_pixels=settings.max_image_pixels
+                Classifier.load(serving_dir),
+                settings.eval_dir,
+                max_pixels=settings.max_image_pixels,
+                ood=_ood_dir(settings),
             )
         if eval_report is not None and eval_report.n == 0:
             log.warning("No images in the evaluation folder %s: no eval metrics.", settings.eval_dir)
@@ -96,6 +99,8 @@ def train_and_register(
             metrics.update(
                 eval_top1=eval_report.top1, eval_top3=eval_report.top3, eval_ece=eval_report.ece, eval_n=eval_report.n
             )
+            if eval_report.open_set is not None:
+                metrics.update(eval_report.open_set.metrics())
             images.append(eval_report.confusion_png(folder / "confusion_matrix_eval.png"))
             reports["eval_report"] = eval_report.to_dict()
 
@@ -127,3 +132,10 @@ def train_and_register(
         eval_report.model_version = version.version
     log.info("Registered %s version %s (%s)", settings.registered_model, version.version, description)
     return TrainingOutcome(version, metrics, eval_report, promote, trained)
+
+
+def _ood_dir(settings: Settings) -> Path | None:
+    if settings.ood_dir is not None and not Path(settings.ood_dir).is_dir():
+        log.warning("The out-of-distribution folder %s does not exist: no ood metrics.", settings.ood_dir)
+        return None
+    return settings.ood_dir

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInput
+from ..settings import Settings
 from .backbone import FEATURE_DIM, SpeciesNet, default_image_size, parse_backbone
 from .calibrate import Calibration, fit_temperature, softmax
 from .data import (
@@ -130,6 +131,11 @@ class TrainConfig:
             image_size=self.resolved_image_size,
         )
         return params
+
+
+def config_for(settings: Settings) -> TrainConfig:
+    """The default recipe with what a deployment sets: its backbone and open-set keep rate."""
+    return TrainConfig(backbone=settings.backbone, open_set_keep_rate=settings.open_set_keep_rate)
 
 
 def config_from_options(

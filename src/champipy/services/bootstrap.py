@@ -37,14 +37,12 @@ def train_first_model(
     try:
         from ..model.data import examples_from_folder
         from ..model.pipeline import train_and_register
-        from ..model.train import TrainConfig
+        from ..model.train import config_for
     except ImportError as exc:  # a serving-only install has no torch
         log.warning("cannot train a first model here (%s); install champipy[train] or promote a version", exc)
         return None
     log.info("no model in production: training a first one from %s", dataset)
-    outcome = train_and_register(
-        settings, examples_from_folder(dataset), TrainConfig(backbone=settings.backbone), progress=progress
-    )
+    outcome = train_and_register(settings, examples_from_folder(dataset), config_for(settings), progress=progress)
     version = str(outcome.version.version)
     lifecycle.promote_version(version, by="first start")
     log.info("version %s trained and promoted", version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -124,7 +125,7 @@ class ModelLifecycle:
 
     def finetune(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
         """The fine-tune job's body: from the version at ``stage`` on the most recent stored images."""
-        from ..model.train import TrainConfig
+        from ..model.train import config_for
 
         alias = params.get("stage") or self.settings.production_alias
         base = self.registry.version_for_alias(alias)
@@ -132,7 +133,8 @@ class ModelLifecycle:
             raise InvalidInput(f"No version has the alias {alias!r} to fine-tune from.")
         examples = self._stored_examples()
         report({"stage": "training", "images": len(examples), "base_version": str(base.version)})
-        config = TrainConfig(
+        config = replace(
+            config_for(self.settings),
             backbone=str(dict(base.params).get("backbone", self.settings.backbone)),
             epochs=int(params.get("epochs", 5)),
             variables=int(params.get("variables", 2)),
@@ -149,11 +151,11 @@ class ModelLifecycle:
 
     def retrain(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
         """The retrain job's body: the default recipe from ImageNet weights on the most recent images."""
-        from ..model.train import TrainConfig
+        from ..model.train import config_for
 
         examples = self._stored_examples()
         report({"stage": "training", "images": len(examples)})
-        outcome = self._train(examples, TrainConfig(backbone=self.settings.backbone), report)
+        outcome = self._train(examples, config_for(self.settings), report)
         base = self.registry.version_for_alias(self.settings.production_alias)
         promoted = bool(params.get("promote_if_better")) and self._promote_if_better(outcome, base, "retrain job")
         return {

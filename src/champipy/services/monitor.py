@@ -35,8 +35,9 @@ MONITOR = "monitor"  # the event kind of a check's record
 _evaluation_lock = threading.Lock()
 
 
-def accuracy_cache_key(version: str, eval_dir: Path) -> str:
-    return f"accuracy:{version}:{eval_dir.resolve()}"
+def accuracy_cache_key(version: str, eval_dir: Path, ood_dir: Path | None = None) -> str:
+    key = f"accuracy:{version}:{eval_dir.resolve()}"
+    return key if ood_dir is None else f"{key}:ood:{ood_dir.resolve()}"
 
 
 @dataclass(frozen=True)
@@ -78,12 +79,13 @@ class Monitor:
         eval_dir = self.settings.eval_dir
         if eval_dir is None or not Path(eval_dir).is_dir():
             raise InvalidInput("No evaluation set: set CHAMPIPY_EVAL_DIR to a folder of species sub-folders.")
-        key = accuracy_cache_key(serving.version, Path(eval_dir))
+        ood_dir = self.settings.ood_dir if self.settings.ood_dir and self.settings.ood_dir.is_dir() else None
+        key = accuracy_cache_key(serving.version, Path(eval_dir), ood_dir)
         with _evaluation_lock:
             cached = self.store.get_parameter(key)
             if cached:
                 return dict(json.loads(cached)) | {"cached": True}
-            report = evaluate_folder(serving.classifier, Path(eval_dir)).to_dict()
+            report = evaluate_folder(serving.classifier, Path(eval_dir), ood=ood_dir).to_dict()
             report |= {
                 "model_name": serving.name,
                 "model_version": serving.version,
