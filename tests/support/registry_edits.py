@@ -46,3 +46,30 @@ def set_alias(settings, version: str) -> None:
 
 def remove_alias(settings) -> None:
     Registry(settings).client.delete_registered_model_alias(settings.registered_model, settings.production_alias)
+
+
+def register_version_without_open_set(settings, like_version: str) -> str:
+    """A version as registered before open-set answers existed: the same network with its
+    probabilities as the only ONNX output (the score's nodes and statistics cut away by
+    ``onnx.utils.extract_model``) and no ``open_set`` in its metadata."""
+    import onnx.utils
+
+    registry = Registry(settings)
+    good = registry.get_version(like_version)
+    client = registry.client
+    run = client.create_run(client.get_run(good.run_id).info.experiment_id, run_name="before-open-set")
+    source = Path(registry.download_serving_model(like_version))
+    meta = json.loads((source / META_FILE).read_text())
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        old_meta = {k: v for k, v in meta.items() if k not in ("version", "run_id", "open_set")}
+        (folder / META_FILE).write_text(json.dumps(old_meta))
+        graph = onnx.load(str(source / MODEL_FILE))
+        inputs = [i.name for i in graph.graph.input]
+        onnx.utils.extract_model(str(source / MODEL_FILE), str(folder / MODEL_FILE), inputs, [graph.graph.output[0].name])
+        client.log_artifacts(run.info.run_id, str(folder), SERVING_ARTIFACTS)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    created = client.create_model_version(
+        settings.registered_model, source=f"{run.info.artifact_uri}/{SERVING_ARTIFACTS}", run_id=run.info.run_id
+    )
+    return str(created.version)
