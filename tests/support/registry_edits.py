@@ -64,9 +64,9 @@ def register_version_without_open_set(settings, like_version: str) -> str:
         folder = Path(tmp)
         old_meta = {k: v for k, v in meta.items() if k not in ("version", "run_id", "open_set")}
         (folder / META_FILE).write_text(json.dumps(old_meta))
-        graph = onnx.load(str(source / MODEL_FILE))
-        inputs = [i.name for i in graph.graph.input]
-        onnx.utils.extract_model(str(source / MODEL_FILE), str(folder / MODEL_FILE), inputs, [graph.graph.output[0].name])
+        graph = onnx.load(str(source / MODEL_FILE)).graph
+        inputs, probabilities = [i.name for i in graph.input], graph.output[0].name
+        onnx.utils.extract_model(str(source / MODEL_FILE), str(folder / MODEL_FILE), inputs, [probabilities])
         client.log_artifacts(run.info.run_id, str(folder), SERVING_ARTIFACTS)
     client.set_terminated(run.info.run_id, "FINISHED")
     created = client.create_model_version(
