@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     retrain_images: int = Field(1000, ge=10)
     retrain_on_new_images: bool = False
     monitor_cron: str = "0 6 * * 1"  # minute hour day month weekday: Mondays 06:00
+    # The live-traffic signals read at most this many of the most recent predictions.
+    monitor_window: int = Field(5000, ge=10, le=100_000)
     alert_webhook_url: str = ""
 
     # Mushroom Observer, where `champipy data fetch` and the fetch job download photos.

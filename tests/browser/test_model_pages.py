@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from champipy.services.monitor import MONITOR
-from champipy.store.base import JobState, LabelSource, NewImage
+from champipy.store.base import JobState, LabelSource, NewImage, NewPrediction, OpenSetVerdict, SpeciesScore
 from support.image_server import ImageServer
 from support.live_server import client
 from support.registry_edits import register_copy_of
@@ -196,10 +196,26 @@ def dashboard_server(start_model_server):
     return server, production, register_copy_of(server.settings, production)
 
 
+def _add_answers(store, verdicts: list[OpenSetVerdict]) -> None:
+    for n, verdict in enumerate(verdicts):
+        store.add_prediction(
+            NewPrediction(
+                username="alice",
+                image_sha256=hashlib.sha256(bytes([n])).hexdigest(),
+                model_name="champipy",
+                model_version="1",
+                results=(SpeciesScore("Amanita muscaria", 0.6),),
+                open_set=verdict,
+            )
+        )
+
+
 def test_admin_dashboard_promote_a_version_and_see_it_serving(dashboard_server, open_page):
     server, production, other = dashboard_server
     _add_checks(server.store, [0.62, 0.74, 0.81])
     _add_images(server.store, 3)
+    unknown, known = OpenSetVerdict(score=3.0, threshold=1.0), OpenSetVerdict(score=0.2, threshold=1.0)
+    _add_answers(server.store, [unknown, known, known])
     w = open_page(server.url, DESKTOP)
     page = w.page
     sign_in(page, server.admin, "/login?next=/admin")
@@ -214,6 +230,11 @@ def test_admin_dashboard_promote_a_version_and_see_it_serving(dashboard_server, 
     chart.wait_for()
     assert chart.locator("circle").count() == 3 and chart.locator("circle.low").count() == 1
     assert chart.locator("line.target").count() == 1
+    rejections = page.locator("[data-testid=rejections-chart] svg")
+    rejections.wait_for()
+    assert rejections.locator("rect.bar").count() == 1  # every answer is from today
+    assert rejections.locator("line.target").count() == 1  # the serving version's expected share
+    assert page.get_by_test_id("rejections-summary").inner_text().startswith("1 of 3 answers not recognised")
     assert page.locator(f"#versions tr[data-version='{production}'] [data-testid^=promote]").count() == 0
     page.wait_for_load_state("networkidle")
     screenshot(page, "admin-desktop")

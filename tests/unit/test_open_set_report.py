@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from champipy.errors import InvalidInput
+from champipy.intervals import wilson
 from champipy.model.evaluate import evaluate_folder
-from champipy.model.open_set_report import open_set_report, wilson
+from champipy.model.open_set_report import open_set_report
 
 from .fakes import LABELS, RED, StubClassifier, image_bytes
 

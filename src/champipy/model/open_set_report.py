@@ -4,8 +4,8 @@ In-set photos (a labelled evaluation folder) should be recognised, photos from a
 out-of-distribution folder should not. Rates carry a Wilson 95% interval because the sets
 are small (222 eval photos: one photo is 0.45 pt).
 
-NumPy at import, like everything serving imports (GET /accuracy); scikit-learn (AUROC) and
-SciPy (intervals) are imported when a report is made.
+NumPy at import, like everything serving imports (GET /accuracy); scikit-learn (AUROC) is
+imported when a report is made.
 """
 
 from __future__ import annotations
@@ -16,18 +16,7 @@ from typing import Any
 
 import numpy as np
 
-CONFIDENCE_LEVEL = 0.95
-
-
-@dataclass(frozen=True)
-class Rate:
-    """k of n, with its Wilson interval."""
-
-    k: int
-    n: int
-    rate: float
-    low: float
-    high: float
+from ..intervals import Rate, wilson
 
 
 @dataclass(frozen=True)
@@ -67,15 +56,6 @@ class OpenSetReport:
         if self.ood_fpr_at_keep_rate is not None:
             found["ood_fpr_at_keep_rate"] = self.ood_fpr_at_keep_rate
         return found
-
-
-def wilson(k: int, n: int) -> Rate:
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return Rate(0, 0, 0.0, 0.0, 1.0)
-    interval = binomtest(k, n).proportion_ci(confidence_level=CONFIDENCE_LEVEL, method="wilson")
-    return Rate(k, n, k / n, float(interval.low), float(interval.high))
 
 
 def auroc(in_set_scores: np.ndarray, ood_scores: np.ndarray) -> float | None:

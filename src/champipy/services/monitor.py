@@ -22,6 +22,7 @@ from ..errors import InvalidInput, NoModel, NotFound
 from ..settings import Settings
 from ..store.base import Store
 from .lifecycle import ModelLifecycle
+from .open_set_share import rejections_by_day
 from .ports import AlertSender
 from .serving import ModelProvider
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MONITOR = "monitor"  # the event kind of a check's record
+MAX_DAYS = 366
 # Evaluations are CPU-bound; running two at once only makes both slower.
 _evaluation_lock = threading.Lock()
 
@@ -108,6 +110,21 @@ class Monitor:
             "mean_probability": sum(p.results[0].probability for p in recent) / len(recent),
             "n_feedback": len(with_feedback),
             "feedback_accuracy": correct / len(with_feedback) if with_feedback else None,
+        }
+
+    def open_set_rejections(self, days: int) -> dict[str, Any]:
+        """The share of recent answers that were not recognised, per day, against the share the
+        serving version was set to reject on its own held-out photos."""
+        if not 1 <= days <= MAX_DAYS:
+            raise InvalidInput(f"days must be between 1 and {MAX_DAYS}.")
+        recent = self.store.recent_predictions(self.settings.monitor_window)
+        per_day = rejections_by_day(recent, datetime.now(UTC).date(), days)
+        serving = self.models.serving
+        open_set = serving.classifier.open_set if serving is not None else None
+        return {
+            "expected_rejected": None if open_set is None else 1 - open_set.keep_rate,
+            "window": self.settings.monitor_window,
+            "days": [asdict(d) | {"day": d.day.isoformat()} for d in per_day],
         }
 
     def new_images_since_promotion(self, model_name: str, stage: str | None) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ...app_deps import LifecycleDep, MonitorDep, StoreDep
 from ...errors import InvalidInput, NoModel, NotFound, QueueUnavailable
-from ...services.monitor import MONITOR
+from ...services.monitor import MAX_DAYS, MONITOR
 from ...store.base import JobState
 from ..deps import AdminUser
 from ..errors import admin_only
@@ -162,6 +162,16 @@ async def monitor(admin: AdminUser, monitor: MonitorDep) -> JSONResponse:
     # The same check as the CLI and the scheduled job: history, MLflow, alert, optional retrain.
     result = await run_in_threadpool(monitor.run_check)
     return JSONResponse(result.to_dict())
+
+
+@router.get(
+    "/monitor/open-set",
+    summary="Share of recent answers not recognised as a known species, per day, with Wilson 95% intervals",
+)
+def monitor_open_set(
+    admin: AdminUser, monitor: MonitorDep, days: Annotated[int, Query(ge=1, le=MAX_DAYS)] = 30
+) -> dict[str, Any]:
+    return monitor.open_set_rejections(days)
 
 
 @router.get("/monitor/history", summary="Results of past checks, most recent first")

@@ -1,4 +1,5 @@
-/* The admin dashboard: versions and promotion, accuracy history (inline SVG), new images,
+/* The admin dashboard: versions and promotion, accuracy history and the daily share of answers
+   not recognised (inline SVG), new images,
    jobs with live progress, and the fine-tune form. */
 "use strict";
 
@@ -204,6 +205,65 @@
       (last.alerts && last.alerts.length ? " · " + last.alerts.join("; ") : " · no alert");
   }
 
+  // --- share of answers not recognised, per day ---------------------------------------------
+  const REJECTION_DAYS = 30;
+  let lastRejections = null;
+
+  async function loadRejections() {
+    try {
+      drawRejections(await api("GET", "/monitor/open-set?days=" + REJECTION_DAYS));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function drawRejections(data) {
+    lastRejections = data;
+    const box = $("rejections-chart");
+    const summary = $("rejections-summary");
+    const days = data.days;
+    const scored = days.filter((d) => d.rejected.n > 0);
+    if (!scored.length) {
+      box.replaceChildren(el("p", {class: "muted", text: "No answer with an open-set verdict in the last " + days.length + " days."}));
+      summary.textContent = "";
+      return;
+    }
+    const expected = data.expected_rejected;
+    // Up to the highest interval's top, rounded up to a tenth, so that the axis reads plainly.
+    const highest = Math.max(0.1, 2 * (expected || 0), ...scored.map((d) => d.rejected.high));
+    const top = Math.min(1, Math.ceil(highest * 10 - 1e-9) / 10);
+    const W = Math.max(280, Math.round(box.clientWidth || 640)), H = W < 500 ? 160 : 190;
+    const L = 44, R = 12, T = 14, B = 30;
+    const step = (W - L - R) / days.length;
+    const y = (a) => T + (H - T - B) * (1 - a / top);
+    const chart = svg("svg", {viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img",
+                              "aria-label": "Share of answers not recognised, last " + days.length + " days"});
+    for (const tick of [0, top / 2, top]) {
+      chart.append(svg("line", {x1: L, x2: W - R, y1: y(tick), y2: y(tick), class: "grid"}));
+      chart.append(svg("text", {x: L - 6, y: y(tick) + 4, class: "axis", "text-anchor": "end", text: percent(tick, 0)}));
+    }
+    days.forEach((d, i) => {
+      if (!d.rejected.n) return;
+      const r = d.rejected;
+      chart.append(svg("rect", {x: (L + i * step + step * 0.15).toFixed(1), y: y(r.rate).toFixed(1),
+                                width: Math.max(1, step * 0.7).toFixed(1), height: Math.max(0, y(0) - y(r.rate)).toFixed(1),
+                                class: expected !== null && r.low > expected ? "bar high" : "bar"},
+        svg("title", {text: d.day + ": " + r.k + " of " + r.n + " not recognised (" + percent(r.rate) +
+                             ", 95% CI " + percent(r.low) + "–" + percent(r.high) + ")"})));
+    });
+    if (expected !== null) {
+      chart.append(svg("line", {x1: L, x2: W - R, y1: y(expected), y2: y(expected), class: "target"}));
+      chart.append(svg("text", {x: L + 6, y: y(expected) - 6, class: "axis target-label", "text-anchor": "start",
+                                text: "expected " + percent(expected, 0)}));
+    }
+    chart.append(svg("text", {x: L, y: H - 8, class: "axis", "text-anchor": "start", text: shortDate(days[0].day)}));
+    chart.append(svg("text", {x: W - R, y: H - 8, class: "axis", "text-anchor": "end", text: shortDate(days[days.length - 1].day)}));
+    box.replaceChildren(chart);
+    const k = scored.reduce((sum, d) => sum + d.rejected.k, 0), n = scored.reduce((sum, d) => sum + d.rejected.n, 0);
+    summary.textContent = k + " of " + n + " answers not recognised in " + days.length + " days (" + percent(k / n) + ")" +
+      (expected !== null ? "; the serving version was set to reject " + percent(expected, 0) + " of its own held-out photos." : ".");
+  }
+
   function shortDate(iso) {
     const d = new Date(iso);
     return Number.isNaN(d.getTime()) ? "" : d.toLocaleDateString(undefined, {day: "numeric", month: "short"});
@@ -344,6 +404,7 @@
     if (lastPoints.length && Math.abs(width - drawnWidth) > 8) {
       drawnWidth = width;
       drawHistory(lastPoints);
+      if (lastRejections) drawRejections(lastRejections);
     }
   });
 
@@ -352,6 +413,7 @@
   $("monitor-now").addEventListener("click", monitorNow);
   loadVersions();
   loadHistory();
+  loadRejections();
   loadJobs();
   every(JOBS_EVERY_MS, loadJobs);
   every(OVERVIEW_EVERY_MS, loadVersions);
