@@ -10,6 +10,11 @@ ratio rather than the absolute times.
 
 Then ORT per image for batches of 2, 4 and 8 against batch 1: what micro-batching requests that
 arrive together could gain (the service predicts one image per request; see the README).
+
+Last, the cost of the open-set score: the same network exported with and without the second
+output (``knn+maxlogit``, the default, whose k-NN bank holds one feature vector per training
+photo), timed in alternating blocks so that drift hits both alike, for banks of
+``--bank-sizes`` photos (1000 is today's training set; the bank grows with the species).
 """
 
 from __future__ import annotations
@@ -17,15 +22,18 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from champipy.model.backbone import SpeciesNet
+from champipy.model.backbone import FEATURE_DIM, SpeciesNet
 from champipy.model.calibrate import Calibration
-from champipy.model.classifier import Classifier
+from champipy.model.classifier import MODEL_FILE, Classifier
 from champipy.model.export import export_serving_model, serving_module
+from champipy.model.open_set import DEFAULT_K, DEFAULT_METHOD, OpenSetFit, fit_open_set_score
 from champipy.model.train import TrainConfig, TrainedModel, use_fast_malloc
 
 
@@ -45,6 +53,7 @@ def main() -> None:
     parser.add_argument("--backbone", default=TrainConfig().backbone)
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bank-sizes", default="1000,5000,20000", help="comma-separated k-NN bank sizes")
     args = parser.parse_args()
     use_fast_malloc()
     torch.set_num_threads(args.threads)
@@ -92,6 +101,39 @@ def main() -> None:
     print("  ONNX Runtime per image by batch size (median):")
     for size, ms in per_image.items():
         print(f"    batch {size}: {ms:7.2f} ms per image, {per_image[1] / ms:.2f}x batch 1's throughput")
+    open_set_cost(trained, photo, args)
+
+
+def with_open_set(trained: TrainedModel, bank_size: int) -> TrainedModel:
+    """The same network with a ``knn+maxlogit`` score over a bank of random unit features:
+    the timing depends on the bank's size, not on what it holds."""
+    features = np.random.default_rng(1).normal(size=(bank_size, FEATURE_DIM * len(trained.config.backbone.split("+"))))
+    targets = np.arange(bank_size) % len(trained.labels)
+    score = fit_open_set_score(DEFAULT_METHOD, features.astype(np.float32), targets, trained.temperature)
+    fit = OpenSetFit(DEFAULT_METHOD, DEFAULT_K, 0.98, 0.0, bank_size, 0.02)
+    return replace(trained, open_set=score, open_set_fit=fit)
+
+
+def open_set_cost(trained: TrainedModel, photo: Image.Image, args: argparse.Namespace, block: int = 10) -> None:
+    print(f"  open-set score ({DEFAULT_METHOD}), batch 1, alternating blocks of {block}:")
+    with tempfile.TemporaryDirectory() as tmp:
+        plain = Classifier.load(export_serving_model(trained, f"{tmp}/plain"), threads=args.threads)
+        x = plain.preprocess(photo)[None]
+        for bank_size in [int(n) for n in args.bank_sizes.split(",")]:
+            scored = Classifier.load(
+                export_serving_model(with_open_set(trained, bank_size), f"{tmp}/bank-{bank_size}"),
+                threads=args.threads,
+            )
+            without, with_score = [], []
+            for _ in range(max(1, args.runs // block)):
+                without.append(timings(lambda: plain.predict_batch(x), block))
+                with_score.append(timings(lambda scored=scored: scored.predict_scored(x), block))
+            a, b = np.median(np.concatenate(without)), np.median(np.concatenate(with_score))
+            size_mb = (Path(tmp) / f"bank-{bank_size}" / MODEL_FILE).stat().st_size / 1e6
+            print(
+                f"    bank {bank_size:6d}: without {a:7.2f} ms, with {b:7.2f} ms (median): "
+                f"{b / a:.3f}x; model.onnx {size_mb:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

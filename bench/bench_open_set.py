@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from champipy.intervals import wilson  # noqa: E402
 from champipy.model.backbone import SpeciesNet  # noqa: E402
 from champipy.model.calibrate import fit_temperature, softmax  # noqa: E402
 from champipy.model.data import Example, examples_from_folder, load_examples  # noqa: E402
@@ -80,6 +81,19 @@ def auroc(in_scores: np.ndarray, out_scores: np.ndarray) -> float:
     return float(roc_auc_score(np.r_[np.zeros(len(in_scores)), np.ones(len(out_scores))], np.r_[in_scores, out_scores]))
 
 
+def auroc_interval(in_scores: np.ndarray, out_scores: np.ndarray, rounds: int = 500, seed: int = 0) -> list[float]:
+    """Percentile bootstrap 95% interval, both sets resampled."""
+    rng = np.random.default_rng(seed)
+    values = [
+        auroc(
+            in_scores[rng.integers(0, len(in_scores), len(in_scores))],
+            out_scores[rng.integers(0, len(out_scores), len(out_scores))],
+        )
+        for _ in range(rounds)
+    ]
+    return [float(np.quantile(values, 0.025)), float(np.quantile(values, 0.975))]
+
+
 def scenario(x_train, y_train, x_in, y_in, outs: dict[str, np.ndarray], methods, keep_rate, k):
     """Fit the head and every method on (x_train, y_train) as training does; score the rest."""
     classes = int(y_train.max()) + 1
@@ -103,6 +117,7 @@ def scenario(x_train, y_train, x_in, y_in, outs: dict[str, np.ndarray], methods,
         recognised = s_in <= fit.threshold
         row = {
             "threshold": fit.threshold,
+            "n_in": len(s_in),
             "in_rejected": float((~recognised).mean()),
             "top1_all": float(top1.mean()),
             "top1_recognised": float(top1[recognised].mean()),
@@ -113,6 +128,8 @@ def scenario(x_train, y_train, x_in, y_in, outs: dict[str, np.ndarray], methods,
             row[f"{name}_auroc"] = auroc(s_in, s_out)
             row[f"{name}_fpr95"] = fpr_at(s_in, s_out)
             row[f"{name}_recognised"] = float((s_out <= fit.threshold).mean())
+            row[f"{name}_n"] = len(s_out)
+            row[f"{name}_auroc_ci"] = auroc_interval(s_in, s_out)
         rows[method] = row
     return rows
 
@@ -197,6 +214,19 @@ def main() -> None:
             f" {row['blurred_recognised']:.2f} {row['pixelated_recognised']:.2f} {row['tiny_crops_recognised']:.2f}"
         )
     print(f"top-1 on eval, all photos: {full[methods[0]]['top1_all']:.3f} (n={len(y_eval)})")
+    print("95% intervals (Wilson for rates, bootstrap for AUROC; the eval set is small and tuned on):")
+    for method in methods:
+        row = full[method]
+        n_in, n_far = row["n_in"], row["non_mushroom_n"]
+        rejected = wilson(round(row["in_rejected"] * n_in), n_in)
+        far = wilson(round(row["non_mushroom_recognised"] * n_far), n_far)
+        low, high = row["non_mushroom_auroc_ci"]
+        l2o = [r["unknown_species_auroc"] for r in leave_out[method]]
+        print(
+            f"  {method:<12} in rejected [{rejected.low:.3f}, {rejected.high:.3f}]  far recognised"
+            f" [{far.low:.3f}, {far.high:.3f}]  far AUROC [{low:.3f}, {high:.3f}]"
+            f"  L2O AUROC per pair {' '.join(f'{a:.3f}' for a in l2o)}"
+        )
     if args.json:
         args.json.write_text(json.dumps({"full": full, "leave_2_out": leave_out}, indent=2))
 
