@@ -50,10 +50,10 @@ def an_image(
     data: bytes | None = None,
     label: str = "Amanita muscaria",
     source: LabelSource = LabelSource.PREDICTED,
-    **extra: str,
+    **extra: object,
 ) -> NewImage:
     data = data if data is not None else uuid.uuid4().bytes * 16
-    return NewImage(sha256=sha256_of(data), data=data, label=label, label_source=source, **extra)
+    return NewImage(sha256=sha256_of(data), data=data, label=label, label_source=source, **extra)  # type: ignore[arg-type]
 
 
 def a_prediction(**overrides: object) -> NewPrediction:
@@ -263,12 +263,28 @@ def test_unknown_image_is_none(store: Store):
 
 
 def test_an_image_label_can_be_corrected(store: Store):
-    image = an_image(label="Amanita muscaria")
+    image = an_image(label="Amanita muscaria", label_probability=0.8125)
     store.add_image(image)
+    assert store.get_image(image.sha256).label_probability == 0.8125
     store.set_image_label(image.sha256, "Amanita pantherina", LabelSource.CONFIRMED)
     record = store.get_image(image.sha256)
     assert record is not None
     assert (record.label, record.label_source) == ("Amanita pantherina", LabelSource.CONFIRMED)
+    assert record.label_probability is None, "a person's label has no model probability"
+
+
+def test_species_are_counted_by_label_source(store: Store):
+    for label, source in [
+        ("Amanita muscaria", LabelSource.CONFIRMED),
+        ("Amanita muscaria", LabelSource.PREDICTED),
+        ("Amanita muscaria", LabelSource.PREDICTED),
+        ("Boletus edulis", LabelSource.IMPORTED),
+        ("not a mushroom", LabelSource.CONFIRMED),
+    ]:
+        store.add_image(an_image(label=label, source=source))
+    counts = {c.species: (c.confirmed, c.predicted, c.imported) for c in store.species_counts()}
+    assert counts == {"Amanita muscaria": (1, 2, 0), "Boletus edulis": (0, 0, 1), "not a mushroom": (1, 0, 0)}
+    assert [c.species for c in store.species_counts()] == sorted(counts)
 
 
 def test_labelling_an_unknown_image_is_not_found(store: Store):
@@ -291,7 +307,7 @@ def test_images_are_counted_since_a_moment(store: Store):
     assert store.count_images(since=cutoff + timedelta(days=1)) == 0
 
 
-def test_training_images_come_confirmed_then_predicted_then_imported_newest_first(store: Store):
+def test_training_images_come_confirmed_then_imported_then_predicted_newest_first(store: Store):
     order = [
         ("imported-1", LabelSource.IMPORTED),
         ("predicted-1", LabelSource.PREDICTED),
@@ -311,13 +327,13 @@ def test_training_images_come_confirmed_then_predicted_then_imported_newest_firs
     assert labels == [
         "confirmed-2",
         "confirmed-1",
-        "predicted-2",
-        "predicted-1",
         "imported-2",
         "imported-1",
+        "predicted-2",
+        "predicted-1",
     ]
     first_three = [r.label for r in store.training_images(3)]
-    assert first_three == ["confirmed-2", "confirmed-1", "predicted-2"]
+    assert first_three == ["confirmed-2", "confirmed-1", "imported-2"]
     assert store.training_images(0) == []
 
     # A confirmation moves the oldest image up, yet it stays ordered by when it was stored.
@@ -326,7 +342,7 @@ def test_training_images_come_confirmed_then_predicted_then_imported_newest_firs
         "confirmed-2",
         "confirmed-1",
         "confirmed-0",
-        "predicted-2",
+        "imported-2",
     ]
 
 

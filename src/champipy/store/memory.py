@@ -28,6 +28,7 @@ from .records import (
     NewImage,
     NewPrediction,
     Prediction,
+    SpeciesCount,
     User,
     utcnow,
 )
@@ -40,6 +41,7 @@ from .rules import (
     no_job,
     no_prediction,
     no_user,
+    species_counts,
     stored_prediction,
     user_changes,
 )
@@ -174,6 +176,7 @@ class MemoryStore(Store):
             size=len(image.data),
             license=image.license,
             copyright=image.copyright,
+            label_probability=image.label_probability,
         )
         self._image_bytes[image.sha256] = bytes(image.data)
         return True
@@ -195,7 +198,7 @@ class MemoryStore(Store):
         record = self._images.get(sha256)
         if record is None:
             return False
-        self._images[sha256] = replace(record, label=label, label_source=LabelSource(source))
+        self._images[sha256] = replace(record, label=label, label_source=LabelSource(source), label_probability=None)
         return True
 
     def count_images(self, since: datetime | None = None) -> int:
@@ -210,6 +213,10 @@ class MemoryStore(Store):
             newest_first = _newest_first(self._images.values(), len(self._images))
         # sorted() is stable: within one label source, newest first stays.
         return sorted(newest_first, key=lambda record: label_rank(record.label_source))[:limit]
+
+    def species_counts(self) -> list[SpeciesCount]:
+        with self._lock:
+            return species_counts((r.label, r.label_source.value, 1) for r in self._images.values())
 
     # --- predictions -----------------------------------------------------------------------
     def add_prediction(self, prediction: NewPrediction) -> Prediction:

@@ -20,6 +20,7 @@ from .records import (
     NewImage,
     NewPrediction,
     Prediction,
+    SpeciesCount,
     User,
 )
 
@@ -97,8 +98,12 @@ class ImageRepository(ABC):
 
     @abstractmethod
     def training_images(self, limit: int) -> list[ImageRecord]:
-        """The ``limit`` images to train on: confirmed first, then predicted, then imported,
+        """The ``limit`` images to train on: confirmed first, then imported, then predicted,
         most recent first within each."""
+
+    @abstractmethod
+    def species_counts(self) -> list[SpeciesCount]:
+        """Per label of the stored images, by name: how many are confirmed, predicted, imported."""
 
 
 class PredictionRepository(ABC):

@@ -61,6 +61,8 @@ class NewImage:
     username: str | None = None
     license: str | None = None
     copyright: str | None = None
+    # A predicted label's probability under the version that predicted it; None otherwise.
+    label_probability: float | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,22 @@ class ImageRecord:
     size: int
     license: str | None = None
     copyright: str | None = None
+    label_probability: float | None = None  # predicted labels only: how sure the model was
+
+
+@dataclass(frozen=True)
+class SpeciesCount:
+    """How many stored photos carry a label, by where the label came from."""
+
+    species: str
+    confirmed: int = 0
+    predicted: int = 0
+    imported: int = 0
+
+    @property
+    def curated(self) -> int:
+        """Photos whose label a person gave: an expert's feedback or an imported folder."""
+        return self.confirmed + self.imported
 
 
 @dataclass(frozen=True)

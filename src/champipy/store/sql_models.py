@@ -97,6 +97,7 @@ class ImageRow(Base):
     copyright: Mapped[str | None] = mapped_column(Text)
     size: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(index=True)
+    label_probability: Mapped[float | None] = mapped_column(Float)  # predicted labels only
 
 
 class ImageBlobRow(Base):

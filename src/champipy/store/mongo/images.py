@@ -20,8 +20,8 @@ from pymongo import DESCENDING
 from pymongo.client_session import ClientSession
 
 from ..ports import ImageRepository
-from ..records import ImageRecord, LabelSource, NewImage
-from ..rules import LABELS_BY_PRIORITY, no_image
+from ..records import ImageRecord, LabelSource, NewImage, SpeciesCount
+from ..rules import LABELS_BY_PRIORITY, no_image, species_counts
 from .client import IMAGE_BUCKET, MongoBase, as_utc
 
 # The original stored images only when the model was confident: a missing source means that.
@@ -77,6 +77,12 @@ class MongoImages(MongoBase, ImageRepository):
                 records.extend(_image(doc) for doc in docs)
         return records
 
+    def species_counts(self) -> list[SpeciesCount]:
+        fields = {"classname": 1, "metadata.classname": 1, "metadata.label_source": 1}
+        with self._guard():
+            docs = list(self._image_files.find(LABELLED, fields))
+        return species_counts((_image_label(doc), _source(doc).value, 1) for doc in docs)
+
 
 # --- also used in the feedback transaction ---------------------------------------------------
 def insert_image(base: MongoBase, image: NewImage, session: ClientSession | None = None) -> bool:
@@ -94,6 +100,7 @@ def insert_image(base: MongoBase, image: NewImage, session: ClientSession | None
         "source_url": image.source_url,
         "license": image.license,
         "copyright": image.copyright,
+        "label_probability": image.label_probability,
     }
     file_id = ObjectId()
     if base._image_files.find_one({"metadata.sha256": image.sha256}, {"_id": 1}, session=session):
@@ -131,7 +138,14 @@ def label_image(
     """Relabel a stored image; False when it is not stored."""
     result = base._image_files.update_one(
         {"metadata.sha256": sha256},
-        {"$set": {"metadata.classname": label, "classname": label, "metadata.label_source": source.value}},
+        {
+            "$set": {
+                "metadata.classname": label,
+                "classname": label,
+                "metadata.label_source": source.value,
+                "metadata.label_probability": None,
+            }
+        },
         session=session,
     )
     if result.matched_count:
@@ -151,16 +165,23 @@ def _label_source_filter(source: LabelSource) -> dict[str, Any]:
     return {"metadata.label_source": source.value}
 
 
+def _source(doc: Mapping[str, Any]) -> LabelSource:
+    try:
+        return LabelSource(str((doc.get("metadata") or {}).get("label_source")))
+    except ValueError:
+        return LEGACY_LABEL_SOURCE
+
+
+def _image_label(doc: Mapping[str, Any]) -> str:
+    return str((doc.get("metadata") or {}).get("classname") or doc.get("classname") or "")
+
+
 def _image(doc: Mapping[str, Any]) -> ImageRecord:
     metadata = doc.get("metadata") or {}
-    try:
-        source = LabelSource(str(metadata.get("label_source")))
-    except ValueError:
-        source = LEGACY_LABEL_SOURCE
     return ImageRecord(
         sha256=metadata["sha256"],
-        label=str(metadata.get("classname") or doc.get("classname") or ""),
-        label_source=source,
+        label=_image_label(doc),
+        label_source=_source(doc),
         source_url=metadata.get("source_url"),
         # GridFS's own filename is the hash when ChampiPy had no name: only a fallback.
         filename=metadata["filename"] if "filename" in metadata else doc.get("filename"),
@@ -169,4 +190,5 @@ def _image(doc: Mapping[str, Any]) -> ImageRecord:
         size=int(doc.get("length", 0)),
         license=metadata.get("license"),
         copyright=metadata.get("copyright"),
+        label_probability=metadata.get("label_probability"),
     )

@@ -9,8 +9,8 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from ..ports import ImageRepository
-from ..records import ImageRecord, LabelSource, NewImage, utcnow
-from ..rules import LABEL_PRIORITY, UNKNOWN_LABEL_RANK, no_image
+from ..records import ImageRecord, LabelSource, NewImage, SpeciesCount, utcnow
+from ..rules import LABEL_PRIORITY, UNKNOWN_LABEL_RANK, no_image, species_counts
 from ..sql_models import ImageBlobRow, ImageRow
 from .engine import SqlBase, insert_for, rowcount
 
@@ -53,6 +53,13 @@ class SqlImages(SqlBase, ImageRepository):
             )
             return [_image(row) for row in rows]
 
+    def species_counts(self) -> list[SpeciesCount]:
+        query = select(ImageRow.label, ImageRow.label_source, func.count()).group_by(
+            ImageRow.label, ImageRow.label_source
+        )
+        with self._reading() as session:
+            return species_counts((label, source, n) for label, source, n in session.execute(query))
+
 
 # --- in a caller's transaction ------------------------------------------------------------------
 def insert_image(session: Session, image: NewImage) -> bool:
@@ -73,7 +80,9 @@ def insert_image(session: Session, image: NewImage) -> bool:
 def label_image(session: Session, sha256: str, label: str, source: LabelSource) -> bool:
     """Relabel a stored image; False when it is not stored."""
     result = session.execute(
-        update(ImageRow).where(ImageRow.sha256 == sha256).values(label=label, label_source=source.value)
+        update(ImageRow)
+        .where(ImageRow.sha256 == sha256)
+        .values(label=label, label_source=source.value, label_probability=None)
     )
     return rowcount(result) > 0
 
@@ -91,6 +100,7 @@ def _image_columns(image: NewImage) -> dict[str, Any]:
         copyright=image.copyright,
         size=len(image.data),
         created_at=utcnow(),
+        label_probability=image.label_probability,
     )
 
 
@@ -106,4 +116,5 @@ def _image(row: ImageRow) -> ImageRecord:
         size=row.size,
         license=row.license,
         copyright=row.copyright,
+        label_probability=row.label_probability,
     )
