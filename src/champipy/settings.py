@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     # The share of held-out photos of known species that a new version's open-set threshold
     # recognises; the rest of the world (other species, not mushrooms) should fall above it.
     open_set_keep_rate: float = Field(0.98, ge=0.5, lt=1.0)
+    # A species named by experts becomes a class once this many of its photos carry a label a
+    # person gave (confirmed or imported).
+    new_species_min_photos: int = Field(20, ge=2)
     target_accuracy: float = Field(0.70, ge=0.0, le=1.0)
     target_new_images: int = Field(500, ge=1)
     retrain_images: int = Field(1000, ge=10)

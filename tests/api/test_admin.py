@@ -11,6 +11,7 @@ import pytest
 from champipy.api.app import create_app
 from champipy.services.dataset_import import import_folder
 from champipy.store import open_store
+from champipy.store.base import LabelSource, NewImage
 from support.accounts import make_account
 from support.live_server import client, live_server
 from support.trained_model import PER_SPECIES
@@ -22,7 +23,9 @@ ADMIN_ROUTES = [
     ("GET", "/jobs", None),
     ("GET", "/models", None),
     ("GET", "/monitor/history", None),
+    ("GET", "/monitor/open-set?days=7", None),
     ("POST", "/monitor", None),
+    ("GET", "/species", None),
 ]
 
 
@@ -200,3 +203,35 @@ def test_retrain_job_trains_from_imagenet_and_promotes_only_if_better(admin_api)
     better = new["metrics"]["eval_top1"] > base["metrics"]["eval_top1"]
     assert job["result"]["promoted"] is better
     assert new["serving"] is better and base["serving"] is not better
+
+
+def test_species_lists_the_model_s_own_and_those_experts_are_teaching(admin_api):
+    store, settings = admin_api["store"], admin_api["settings"]
+    needed = settings.new_species_min_photos
+    for n in range(needed):  # ready: exactly enough photos a person labelled
+        source = LabelSource.CONFIRMED if n % 2 else LabelSource.IMPORTED
+        store.add_image(NewImage(sha256=f"{n:064x}", data=b"x", label="Boletus edulis", label_source=source))
+    store.add_image(
+        NewImage(sha256="a" * 64, data=b"x", label="Morchella esculenta", label_source=LabelSource.CONFIRMED)
+    )
+    for n in range(needed):  # predicted labels do not make a species ready
+        store.add_image(
+            NewImage(sha256=f"b{n:063x}", data=b"x", label="Russula emetica", label_source=LabelSource.PREDICTED)
+        )
+    store.add_image(NewImage(sha256="c" * 64, data=b"x", label="not a mushroom", label_source=LabelSource.CONFIRMED))
+
+    with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
+        body = c.get("/species").json()
+    with client(admin_api["url"], auth=admin_api["user"].auth) as c:
+        names = c.get("/species/names").json()
+
+    assert body["min_photos"] == needed
+    state = {s["species"]: s["state"] for s in body["species"]}
+    known = [s for s in body["species"] if s["in_model"]]
+    assert len(known) == 10 and all(s["state"] == "known" for s in known)
+    assert state["Boletus edulis"] == "ready" and state["Morchella esculenta"] == "waiting"
+    assert state["Russula emetica"] == "waiting" and state["not a mushroom"] == "special"
+    assert [s["state"] for s in body["species"]] == sorted(
+        (s["state"] for s in body["species"]), key=["known", "ready", "waiting", "special"].index
+    )
+    assert "Boletus edulis" in names and "Amanita muscaria" in names and "not a mushroom" not in names

@@ -95,11 +95,22 @@ def test_upload_a_photo_see_the_species_and_give_feedback(start_model_server, op
     page.wait_for_selector("#recent .tag.ok:has-text('confirmed')")
 
     other = next(s for s in labels if s != top)
-    page.get_by_test_id("correct-species").select_option(other)
+    suggestions = page.locator("#species-suggestions option")
+    assert other in [suggestions.nth(i).get_attribute("value") for i in range(suggestions.count())]
+    page.get_by_test_id("correct-species").fill(other.upper())  # the server keeps the model's spelling
     page.get_by_test_id("correct").click()
     page.wait_for_selector(f"[data-testid=feedback-status]:has-text('Recorded: {other}.')")
     assert server.store.get_prediction(mine.id).feedback_species == other
     page.wait_for_selector(f"#recent .tag.fix:has-text('corrected: {other}')")
+
+    # a species the model does not know, typed as people type it, is stored as a Latin name
+    page.get_by_test_id("correct-species").fill("boletus  EDULIS")
+    page.get_by_test_id("correct").click()
+    page.wait_for_selector("[data-testid=feedback-status]:has-text('Recorded: Boletus edulis.')")
+    assert server.store.get_image(mine.image_sha256).label == "Boletus edulis"
+    page.get_by_test_id("answer-not-a-mushroom").click()
+    page.wait_for_selector("[data-testid=feedback-status]:has-text('Recorded: not a mushroom.')")
+    assert server.store.get_prediction(mine.id).feedback_species == "not a mushroom"
     page.wait_for_load_state("networkidle")
     assert_fits_width(page)
     screenshot(page, "user-desktop")
@@ -230,6 +241,10 @@ def test_admin_dashboard_promote_a_version_and_see_it_serving(dashboard_server, 
     chart.wait_for()
     assert chart.locator("circle").count() == 3 and chart.locator("circle.low").count() == 1
     assert chart.locator("line.target").count() == 1
+    waiting = page.locator("[data-testid=waiting-species] li[data-species='x']")  # _add_images' label
+    waiting.wait_for()
+    assert waiting.get_attribute("data-state") == "waiting"
+    assert f"3 / {server.settings.new_species_min_photos}" in waiting.inner_text()
     rejections = page.locator("[data-testid=rejections-chart] svg")
     rejections.wait_for()
     assert rejections.locator("rect.bar").count() == 1  # every answer is from today

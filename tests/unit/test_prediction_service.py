@@ -361,11 +361,39 @@ def test_feedback_on_an_unknown_prediction_is_not_found(service, alice):
         service.feedback("no-such-prediction", "amanita", alice)
 
 
-def test_feedback_with_an_unknown_species_is_refused(service, memory_store, alice):
+def test_feedback_names_a_species_the_model_does_not_know_and_it_is_stored_normalised(service, memory_store, alice):
     outcome = service.predict_upload(image_bytes(CONFIDENT), None, top_k=1, user=alice)
 
-    with pytest.raises(InvalidInput, match="Unknown species"):
-        service.feedback(outcome.prediction.id, "death cap", alice)
+    updated = service.feedback(outcome.prediction.id, "boletus  EDULIS ", alice)
+
+    assert updated.feedback_species == "Boletus edulis"
+    image = memory_store.get_image(outcome.prediction.image_sha256)
+    assert (image.label, image.label_source) == ("Boletus edulis", LabelSource.CONFIRMED)
+
+
+def test_feedback_keeps_the_spelling_of_a_species_the_store_knows(service, memory_store, alice):
+    first = service.predict_upload(image_bytes(CONFIDENT), None, top_k=1, user=alice)
+    service.feedback(first.prediction.id, "Boletus edulis", alice)
+    second = service.predict_upload(image_bytes(RED), None, top_k=1, user=alice)
+    assert service.feedback(second.prediction.id, "BOLETUS edulis", alice).feedback_species == "Boletus edulis"
+    third = service.predict_upload(image_bytes(BLUE), None, top_k=1, user=alice)
+    assert service.feedback(third.prediction.id, "Chanterelle", alice).feedback_species == "chanterelle"
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"), [("Not a mushroom", "not a mushroom"), ("unknown-species", "unknown species")]
+)
+def test_the_special_answers_are_stored_as_such(service, memory_store, alice, given, stored):
+    outcome = service.predict_upload(image_bytes(CONFIDENT), None, top_k=1, user=alice)
+    assert service.feedback(outcome.prediction.id, given, alice).feedback_species == stored
+    assert memory_store.get_image(outcome.prediction.image_sha256).label == stored
+
+
+def test_feedback_with_something_that_is_not_a_species_name_is_refused(service, memory_store, alice):
+    outcome = service.predict_upload(image_bytes(CONFIDENT), None, top_k=1, user=alice)
+
+    with pytest.raises(InvalidInput, match="not a species name"):
+        service.feedback(outcome.prediction.id, "death cap 42", alice)
 
     assert memory_store.get_prediction(outcome.prediction.id).feedback_species is None
 

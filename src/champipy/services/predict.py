@@ -23,6 +23,7 @@ from PIL import Image
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import bounded_copy, decode_image, sha256_hex
 from ..settings import Settings
+from ..species_names import normalise_species
 from ..store.base import (
     LabelSource,
     NewImage,
@@ -129,9 +130,9 @@ class PredictionService:
             raise NotFound("No such prediction.")
         if prediction.username != user.username and not user.is_admin:
             raise NotFound("No such prediction.")
-        known = {s.species for s in prediction.results}
-        if species not in known:
-            raise InvalidInput(f"Unknown species {species!r}; expected one of: {', '.join(sorted(known))}.")
+        # Any species an expert names, spelled as the service already knows it where it does.
+        known = [s.species for s in prediction.results] + [c.species for c in self.store.species_counts()]
+        species = normalise_species(species, known)
         sha = prediction.image_sha256
         image = None  # the stored image is relabelled; one not stored yet comes with the call
         if self.store.get_image(sha) is None:

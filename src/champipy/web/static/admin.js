@@ -205,6 +205,35 @@
       (last.alerts && last.alerts.length ? " · " + last.alerts.join("; ") : " · no alert");
   }
 
+  // --- species experts named that the model does not know yet -------------------------------
+  async function loadWaitingSpecies() {
+    const list = $("waiting-species");
+    let data;
+    try {
+      data = await api("GET", "/species");
+    } catch (error) {
+      list.replaceChildren(el("li", {class: "muted", text: error.message}));
+      return;
+    }
+    const learning = data.species.filter((s) => s.state === "ready" || s.state === "waiting");
+    if (!learning.length) {
+      list.replaceChildren(el("li", {class: "muted", text: "None: every species experts named is known to the model."}));
+      return;
+    }
+    list.replaceChildren(...learning.map((s) => {
+      const curated = s.confirmed + s.imported;
+      const meter = el("span", {class: curated >= data.min_photos ? "bar-fill over" : "bar-fill"});
+      meter.style.width = Math.max(0.5, Math.min(1, curated / data.min_photos) * 100).toFixed(1) + "%";
+      return el("li", {class: "species-item", "data-species": s.species, "data-state": s.state},
+        el("span", {class: "bar-label"},
+          el("span", {class: "species", text: s.species}),
+          el("span", {class: s.state === "ready" ? "tag ok" : "tag", text: s.state === "ready" ? "ready" : "waiting"}),
+          el("span", {class: "pct", text: curated + " / " + data.min_photos})),
+        el("span", {class: "bar-track", role: "progressbar", "aria-valuemin": 0, "aria-valuemax": data.min_photos,
+                    "aria-valuenow": curated, "aria-label": s.species + ": photos labelled by a person"}, meter));
+    }));
+  }
+
   // --- share of answers not recognised, per day ---------------------------------------------
   const REJECTION_DAYS = 30;
   let lastRejections = null;
@@ -414,6 +443,7 @@
   loadVersions();
   loadHistory();
   loadRejections();
+  loadWaitingSpecies();
   loadJobs();
   every(JOBS_EVERY_MS, loadJobs);
   every(OVERVIEW_EVERY_MS, loadVersions);

@@ -124,10 +124,26 @@
     }
     modelLine.textContent = "Model " + record.model.name + " v" + record.model.version +
       (record.cached ? " · answered from cache" : "") + " · " + when(record.created_at);
-    correctSelect.replaceChildren(...results.map((s) => s.species).sort()
-      .map((name) => el("option", {value: name, text: name, selected: top && name === top.species})));
+    correctSelect.value = "";
+    suggest(results.map((s) => s.species));
     showFeedback(record.feedback_species);
     result.hidden = false;
+  }
+
+  // Names to suggest while typing: the answer's species and every species the store knows.
+  let knownNames = [];
+  async function loadNames() {
+    try {
+      knownNames = await api("GET", "/species/names");
+    } catch (error) {
+      knownNames = [];  // suggestions are a help, not a need: typing any name still works
+    }
+    suggest([]);
+  }
+
+  function suggest(names) {
+    const all = Array.from(new Set([...names, ...knownNames])).sort();
+    $("species-suggestions").replaceChildren(...all.map((name) => el("option", {value: name})));
   }
 
   function showFeedback(species) {
@@ -240,13 +256,17 @@
   });
   correctForm.addEventListener("submit", (event) => {
     event.preventDefault();
-    if (correctSelect.value) sendFeedback(correctSelect.value);
+    if (correctSelect.value.trim()) sendFeedback(correctSelect.value);
   });
+  for (const button of document.querySelectorAll("#feedback [data-answer]")) {
+    button.addEventListener("click", () => sendFeedback(button.dataset.answer));
+  }
   $("recent-refresh").addEventListener("click", loadRecent);
   photo.addEventListener("error", () => {
     photo.hidden = true;
   });
 
   loadRecent();
+  loadNames();
   app.dataset.ready = "true";
 })();
