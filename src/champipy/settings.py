@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # A species named by experts becomes a class once this many of its photos carry a label a
     # person gave (confirmed or imported).
     new_species_min_photos: int = Field(20, ge=2)
+    # Predicted labels a retrain learns from must be right this often on the base version's
+    # held-out photos; the version's metrics say from which probability that holds.
+    kept_label_precision: float = Field(0.98, gt=0.5, le=1.0)
+    # A retrain takes older photos of a species when the most recent images hold fewer.
+    retrain_species_floor: int = Field(30, ge=0)
     target_accuracy: float = Field(0.70, ge=0.0, le=1.0)
     target_new_images: int = Field(500, ge=1)
     retrain_images: int = Field(1000, ge=10)

@@ -32,3 +32,20 @@ def test_species_head_and_unfreezing() -> None:
     assert len(body) == sum(1 for n in trainable if not n.startswith("head."))
     net.unfreeze_last_blocks(0)
     assert {n for n, p in net.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+
+
+def test_a_base_model_s_head_grows_with_new_species_keeping_the_rows_it_had() -> None:
+    from champipy.model.train import _load_initial_weights
+
+    torch.manual_seed(0)
+    base = SpeciesNet("lite0", 2, pretrained=False)
+    weights = {"state_dict": base.state_dict(), "labels": ["Amanita muscaria", "Boletus edulis"]}
+    grown = SpeciesNet("lite0", 3, pretrained=False)
+    fresh_row = grown.head.weight[0].clone()  # where "Agaricus" (new, sorted first) lands
+
+    _load_initial_weights(grown, weights, ["Agaricus campestris", "Amanita muscaria", "Boletus edulis"])
+
+    assert torch.equal(grown.head.weight[1], base.head.weight[0]) and torch.equal(grown.head.bias[2], base.head.bias[1])
+    assert torch.equal(grown.head.weight[0], fresh_row), "a new species starts from its initialisation"
+    body = {k: v for k, v in base.state_dict().items() if not k.startswith("head.")}
+    assert all(torch.equal(grown.state_dict()[k], v) for k, v in body.items())

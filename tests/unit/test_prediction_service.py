@@ -125,6 +125,7 @@ def test_a_confident_image_is_kept_for_training_with_the_predicted_label(service
     image = memory_store.get_image(sha256_hex(data))
     assert image is not None
     assert (image.label, image.label_source) == ("amanita", LabelSource.PREDICTED)
+    assert image.label_probability == pytest.approx(outcome.prediction.results[0].probability)
     assert image.username == "alice" and image.filename == "red.png"
     assert memory_store.get_image_bytes(image.sha256) == data
 

@@ -58,10 +58,16 @@ def train_and_register(
     base_version: str | None = None,
     promote: bool = False,
     registry: Registry | None = None,
+    known_species: Sequence[str] = (),
+    extra_params: dict[str, Any] | None = None,
 ) -> TrainingOutcome:
     """Train on ``examples`` (from scratch, or from ``base_version``'s torch weights), export
     and check the ONNX model, evaluate it on ``settings.eval_dir`` when set, register it as a
-    new version, and point the production alias at it when ``promote``."""
+    new version, and point the production alias at it when ``promote``.
+
+    ``known_species``: the species of the version this one replaces; the eval metrics then
+    say apart how it does on those and on the species it adds. ``extra_params`` (what the
+    training set was made of) are logged with the run."""
     config = config or TrainConfig()
     registry = registry or Registry(settings)
     initial_weights = load_weights(registry.download_torch_weights(base_version)) if base_version else None
@@ -101,6 +107,7 @@ def train_and_register(
             )
             if eval_report.open_set is not None:
                 metrics.update(eval_report.open_set.metrics())
+            metrics.update(species_split_metrics(eval_report, trained.labels, known_species))
             images.append(eval_report.confusion_png(folder / "confusion_matrix_eval.png"))
             reports["eval_report"] = eval_report.to_dict()
 
@@ -109,6 +116,7 @@ def train_and_register(
             "labels": trained.labels,
             "base_version": base_version or "",
             "n_examples": len(examples),
+            **(extra_params or {}),
         }
         mode = "fine-tune" if trained.config.fine_tune else "frozen features"
         description = f"{trained.backbone}, {mode}, {len(trained.labels)} species, {len(trained.manifest)} images" + (
@@ -139,3 +147,26 @@ def _ood_dir(settings: Settings) -> Path | None:
         log.warning("The out-of-distribution folder %s does not exist: no ood metrics.", settings.ood_dir)
         return None
     return settings.ood_dir
+
+
+def species_split_metrics(
+    report: EvaluationReport, labels: Sequence[str], known_species: Sequence[str]
+) -> dict[str, float]:
+    """Top-1 on the eval photos of the species this version knows (``eval_top1_own_species``)
+    and, when it replaces a version, on that version's species and on the ones it adds: a
+    promotion compares versions on the species both know."""
+
+    def top1(species: set[str]) -> tuple[float, int] | None:
+        rows = [report.per_species[s] for s in species if s in report.per_species and report.per_species[s]["n"]]
+        n = sum(int(r["n"]) for r in rows)
+        return (sum(float(r["recall"]) * int(r["n"]) for r in rows) / n, n) if n else None
+
+    found: dict[str, float] = {}
+    parts = {"own_species": set(labels)}
+    if known_species:
+        parts |= {"known_species": set(known_species) & set(labels), "new_species": set(labels) - set(known_species)}
+    for name, species in parts.items():
+        measured = top1(species)
+        if measured is not None:
+            found[f"eval_top1_{name}"], found[f"eval_n_{name}"] = measured[0], float(measured[1])
+    return found

@@ -43,6 +43,7 @@ from .data import (
     stratified_split,
 )
 from .evaluate import EvaluationReport, evaluate_probabilities
+from .kept_labels import kept_label_rule
 from .onnx_warnings import known_export_warnings_silenced
 from .open_set import (
     DEFAULT_K,
@@ -86,6 +87,8 @@ class TrainConfig:
     open_set_method: str = DEFAULT_METHOD
     open_set_keep_rate: float = DEFAULT_KEEP_RATE  # share of held-out photos of known species recognised
     open_set_k: int = DEFAULT_K
+    # predicted labels a retrain may learn from must be right this often on held-out photos
+    kept_label_precision: float = 0.98
     # fine-tune path
     batch_size: int = 32
     lr_head: float = 1e-3
@@ -135,7 +138,11 @@ class TrainConfig:
 
 def config_for(settings: Settings) -> TrainConfig:
     """The default recipe with what a deployment sets: its backbone and open-set keep rate."""
-    return TrainConfig(backbone=settings.backbone, open_set_keep_rate=settings.open_set_keep_rate)
+    return TrainConfig(
+        backbone=settings.backbone,
+        open_set_keep_rate=settings.open_set_keep_rate,
+        kept_label_precision=settings.kept_label_precision,
+    )
 
 
 def config_from_options(
@@ -280,7 +287,7 @@ def train_model(
         }
     calibration = fit_temperature(val_logits, val_y)
     model.eval()
-    open_set, open_set_fit = _fit_open_set(held_out, calibration.temperature, config)
+    open_set, open_set_fit, held_out_scores = _fit_open_set(held_out, calibration.temperature, config)
 
     val_report = None
     metrics: dict[str, float] = {
@@ -298,6 +305,14 @@ def train_model(
         metrics.update(
             val_open_set_rejected=open_set_fit.validation_rejected, open_set_threshold=open_set_fit.threshold
         )
+    if len(val_y):
+        recognised = None
+        if open_set_fit is not None and held_out_scores is not None and len(held_out_scores) == len(val_y):
+            recognised = held_out_scores <= open_set_fit.threshold
+        rule = kept_label_rule(
+            softmax(val_logits, calibration.temperature), val_y, recognised, config.kept_label_precision
+        )
+        metrics.update(rule.metrics())
     metrics["train_seconds"] = time.perf_counter() - started
     return TrainedModel(model, labels, config, calibration, history, metrics, rows, val_report, open_set, open_set_fit)
 
@@ -327,13 +342,14 @@ class HeldOut:
 
 def _fit_open_set(
     held_out: HeldOut, temperature: float, config: TrainConfig
-) -> tuple[OpenSetScore | None, OpenSetFit | None]:
+) -> tuple[OpenSetScore | None, OpenSetFit | None, np.ndarray | None]:
+    """The served score, its fit and the held-out photos' scores (in ``held_out.targets()`` order)."""
     if config.open_set_method == "none":
-        return None, None
+        return None, None, None
     if sum(len(rows) for _, rows in held_out.folds) == 0:
         log.warning("No held-out photos to set an open-set threshold on: this version answers without a verdict.")
-        return None, None
-    score, fit, _ = fit_with_held_out_threshold(
+        return None, None, None
+    score, fit, held_out_scores = fit_with_held_out_threshold(
         config.open_set_method,
         held_out.features,
         held_out.y,
@@ -351,19 +367,31 @@ def _fit_open_set(
         100 * (1 - fit.validation_rejected),
         fit.n_validation,
     )
-    return score, fit
+    return score, fit, held_out_scores
 
 
 def _load_initial_weights(model: SpeciesNet, weights: dict[str, Any], labels: list[str]) -> None:
     state = dict(weights["state_dict"])
-    if list(weights["labels"]) != labels:
-        log.info("Species changed since the base model: its head is not reused.")
-        state = {k: v for k, v in state.items() if not k.startswith("head.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or any(not k.startswith("head.") for k in missing):
-            raise InvalidInput("The base model's weights do not match its backbone.")
-    else:
+    old_labels = list(weights["labels"])
+    if old_labels == labels:
         model.load_state_dict(state, strict=True)
+        return
+    head = {k: v for k, v in state.items() if k.startswith("head.")}
+    missing, unexpected = model.load_state_dict({k: v for k, v in state.items() if k not in head}, strict=False)
+    if unexpected or any(not k.startswith("head.") for k in missing):
+        raise InvalidInput("The base model's weights do not match its backbone.")
+    # The head grows (or shrinks) with the species: a species both know keeps its row, a new
+    # one starts from the fresh initialisation.
+    shared = [(labels.index(label), row) for row, label in enumerate(old_labels) if label in labels]
+    with torch.no_grad():
+        for name in ("weight", "bias"):
+            old = head.get(f"head.{name}")
+            if old is None or old.shape[1:] != getattr(model.head, name).shape[1:]:
+                continue
+            for new_row, old_row in shared:
+                getattr(model.head, name)[new_row] = old[old_row]
+    added = sorted(set(labels) - set(old_labels))
+    log.info("Species changed since the base model: %d rows kept, new: %s.", len(shared), ", ".join(added) or "none")
 
 
 # --- shared helpers ------------------------------------------------------------------------

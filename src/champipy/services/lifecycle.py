@@ -6,6 +6,7 @@ happened: the monitor counts "new images since promotion" from that record.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import replace
@@ -16,9 +17,10 @@ from ..aliases import alias_key, normalise_alias
 from ..errors import InvalidInput, NotFound
 from ..jobs.kinds import JobKind
 from ..settings import Settings
-from ..store.base import Job, Store
+from ..store.base import ImageRecord, Job, Store
 from .ports import JobSubmitter
 from .serving import ModelProvider
+from .training_set import TrainingSelection, select_training_images
 
 if TYPE_CHECKING:
     from ..model.data import Example
@@ -29,6 +31,8 @@ log = logging.getLogger(__name__)
 
 PROMOTION = "promotion"  # the event kind of a promotion record
 MIN_TRAINING_IMAGES = 20
+# Image metadata rows (never bytes) a training selection reads: far above any store here.
+CATALOGUE_MAX = 200_000
 Report = Callable[[dict[str, Any]], None]
 
 
@@ -124,46 +128,37 @@ class ModelLifecycle:
         return self._jobs().submit(JobKind.RETRAIN, params, username)
 
     def finetune(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
-        """The fine-tune job's body: from the version at ``stage`` on the most recent stored images."""
+        """The fine-tune job's body: from the version at ``stage`` on the selected stored images
+        (model/training_set.py), its species plus the ones experts taught since."""
         from ..model.train import config_for
 
         alias = params.get("stage") or self.settings.production_alias
         base = self.registry.version_for_alias(alias)
         if base is None:
             raise InvalidInput(f"No version has the alias {alias!r} to fine-tune from.")
-        examples = self._stored_examples()
-        report({"stage": "training", "images": len(examples), "base_version": str(base.version)})
+        selection = self._select(base)
+        report({"stage": "training", "images": len(selection.images), "base_version": str(base.version)})
         config = replace(
             config_for(self.settings),
             backbone=str(dict(base.params).get("backbone", self.settings.backbone)),
             epochs=int(params.get("epochs", 5)),
             variables=int(params.get("variables", 2)),
         )
-        outcome = self._train(examples, config, report, base_version=str(base.version))
+        outcome = self._train(selection, config, report, base, base_version=str(base.version))
         promoted = bool(params.get("promote_if_better")) and self._promote_if_better(outcome, base, "finetune job")
-        return {
-            "version": str(outcome.version.version),
-            "base_version": str(base.version),
-            "images": len(examples),
-            "metrics": dict(outcome.version.metrics),
-            "promoted": promoted,
-        }
+        return self._job_result(outcome, selection, promoted) | {"base_version": str(base.version)}
 
     def retrain(self, params: dict[str, Any], report: Report) -> dict[str, Any]:
-        """The retrain job's body: the default recipe from ImageNet weights on the most recent images."""
+        """The retrain job's body: the default recipe from ImageNet weights on the selected
+        stored images, the serving version's species plus the ones experts taught since."""
         from ..model.train import config_for
 
-        examples = self._stored_examples()
-        report({"stage": "training", "images": len(examples)})
-        outcome = self._train(examples, config_for(self.settings), report)
         base = self.registry.version_for_alias(self.settings.production_alias)
+        selection = self._select(base)
+        report({"stage": "training", "images": len(selection.images)})
+        outcome = self._train(selection, config_for(self.settings), report, base)
         promoted = bool(params.get("promote_if_better")) and self._promote_if_better(outcome, base, "retrain job")
-        return {
-            "version": str(outcome.version.version),
-            "images": len(examples),
-            "metrics": dict(outcome.version.metrics),
-            "promoted": promoted,
-        }
+        return self._job_result(outcome, selection, promoted)
 
     # --- internals -----------------------------------------------------------------------
     def _jobs(self) -> JobSubmitter:
@@ -172,38 +167,100 @@ class ModelLifecycle:
         return self.jobs
 
     def _train(
-        self, examples: list[Example], config: Any, report: Report, base_version: str | None = None
+        self,
+        selection: TrainingSelection,
+        config: Any,
+        report: Report,
+        base: ModelVersionInfo | None,
+        base_version: str | None = None,
     ) -> TrainingOutcome:
         from ..model.pipeline import train_and_register
 
-        return train_and_register(self.settings, examples, config, progress=report, base_version=base_version)
+        return train_and_register(
+            self.settings,
+            examples_of(self.store, selection.images),
+            config,
+            progress=report,
+            base_version=base_version,
+            known_species=labels_of(base),
+            extra_params=selection.params(),
+        )
 
-    def _stored_examples(self) -> list[Example]:
-        examples = stored_examples(self.store, self.settings.retrain_images)
-        if len({e.label for e in examples}) < 2 or len(examples) < MIN_TRAINING_IMAGES:
+    def _select(self, base: ModelVersionInfo | None) -> TrainingSelection:
+        selection = select_training_images(
+            self.store.training_images(CATALOGUE_MAX),
+            self.settings.retrain_images,
+            labels_of(base),
+            self.settings.new_species_min_photos,
+            self.settings.retrain_species_floor,
+            self._min_predicted_probability(base),
+        )
+        if len(selection.labels) < 2 or len(selection.images) < MIN_TRAINING_IMAGES:
             raise InvalidInput(
-                f"Only {len(examples)} labelled images are stored; import photos first (`champipy data import DIR`)."
+                f"Only {len(selection.images)} labelled images of {len(selection.labels)} species can be trained on; "
+                "import photos first (`champipy data import DIR`)."
             )
-        return examples
+        log.info(
+            "Training set: %d images of %d species (new: %s); %d predicted labels admitted, %d refused.",
+            len(selection.images),
+            len(selection.labels),
+            ", ".join(selection.new_species) or "none",
+            selection.predicted_admitted,
+            selection.predicted_refused,
+        )
+        return selection
+
+    def _min_predicted_probability(self, base: ModelVersionInfo | None) -> float:
+        """The base version's precision rule; a version trained before it measured one admits
+        no predicted label (nothing says how clean they are)."""
+        measured = dict(base.metrics).get("kept_label_min_probability") if base is not None else None
+        return max(self.settings.store_threshold, float(measured) if measured is not None else 1.0)
+
+    @staticmethod
+    def _job_result(outcome: TrainingOutcome, selection: TrainingSelection, promoted: bool) -> dict[str, Any]:
+        return {
+            "version": str(outcome.version.version),
+            "images": len(selection.images),
+            "species": selection.labels,
+            "new_species": selection.new_species,
+            "metrics": dict(outcome.version.metrics),
+            "promoted": promoted,
+        }
 
     def _promote_if_better(self, outcome: TrainingOutcome, base: ModelVersionInfo | None, job_name: str) -> bool:
-        """Promote the new version when it beats the serving one on the evaluation set."""
-        new_score = outcome.version.metrics.get("eval_top1")
-        old_score = dict(base.metrics).get("eval_top1") if base is not None else None
+        """Promote the new version when it beats the serving one on the evaluation photos of
+        the species both know (a new species is reported apart, in ``eval_top1_new_species``)."""
+        metrics = outcome.version.metrics
+        new_score = metrics.get("eval_top1_known_species", metrics.get("eval_top1"))
+        old_metrics = dict(base.metrics) if base is not None else {}
+        old_score = old_metrics.get("eval_top1_own_species", old_metrics.get("eval_top1"))
         if new_score is None or (old_score is not None and new_score <= old_score):
             return False
         self.promote_version(outcome.version.version, by=job_name)
         return True
 
 
-def stored_examples(store: Store, limit: int) -> list[Example]:
-    """The store's training images as training examples (confirmed labels first, most recent first)."""
+def labels_of(version: ModelVersionInfo | None) -> list[str]:
+    """The species a registered version knows (its ``labels`` param)."""
+    if version is None:
+        return []
+    try:
+        labels = json.loads(dict(version.params).get("labels", "[]"))
+    except ValueError:
+        return []
+    return [str(label) for label in labels] if isinstance(labels, list) else []
+
+
+def examples_of(store: Store, records: list[ImageRecord]) -> list[Example]:
+    """Stored images as training examples; the bytes are read when training loads them."""
     from ..model.data import Example
 
     def reader(sha256: str) -> Callable[[], bytes | None]:
         return lambda: store.get_image_bytes(sha256)
 
-    return [
-        Example(record.sha256, record.label, str(record.label_source), reader(record.sha256))
-        for record in store.training_images(limit)
-    ]
+    return [Example(r.sha256, r.label, str(r.label_source), reader(r.sha256)) for r in records]
+
+
+def stored_examples(store: Store, limit: int) -> list[Example]:
+    """The store's first ``limit`` training images as examples, in the store's order."""
+    return examples_of(store, store.training_images(limit))

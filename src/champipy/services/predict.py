@@ -253,6 +253,7 @@ class PredictionService:
                     data=data,
                     label=top.species,
                     label_source=LabelSource.PREDICTED,
+                    label_probability=top.probability,
                     source_url=prediction.source_url,
                     filename=prediction.filename,
                     username=user.username,
