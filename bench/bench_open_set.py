@@ -53,9 +53,9 @@ def served_features(extract: OnnxFeatureExtractor, examples: list[Example], size
     return np.concatenate(out)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, classes: int):
+def fit_head(x: np.ndarray, y: np.ndarray, classes: int, balanced: bool = False):
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
-    head, _, _ = _fit_logistic_regression((x - mean) / std, y, classes, HEAD_L2)
+    head, _, _ = _fit_logistic_regression((x - mean) / std, y, classes, HEAD_L2, balanced)
 
     def logits(features: np.ndarray) -> np.ndarray:
         with torch.no_grad():
