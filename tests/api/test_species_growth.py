@@ -5,6 +5,7 @@ retrain job adds it; once promoted, /predictions answers it, and the 8 others st
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -51,6 +52,37 @@ def _upload(c, path: Path, top_k: int = 1):
     answer = c.post("/predictions", files={"file": (path.name, path.read_bytes(), "image/jpeg")}, data={"top_k": top_k})
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+class _Traffic:
+    """A client asking for every species of one photo, over and over, while the test acts."""
+
+    def __init__(self, url: str, auth, photo: Path) -> None:
+        self.url, self.auth, self.data = url, auth, photo.read_bytes()
+        self.answers: list[dict] = []
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with client(self.url, auth=self.auth) as c:
+            while not self._stop.is_set():
+                # top_k 8 is valid for both versions; the web page asks for all with GET /status
+                answer = c.post("/predictions", files={"file": ("p.jpg", self.data)}, data={"top_k": 8})
+                if answer.status_code != 200:
+                    self.errors.append(f"{answer.status_code} {answer.text[:200]}")
+                    continue
+                body = answer.json()
+                recent = c.get(f"/predictions/{body['id']}").json()
+                self.answers.append({"model": body["model"], "results": recent["results"]})
+
+    def __enter__(self) -> _Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
 
 
 @pytest.fixture
@@ -128,7 +160,18 @@ def test_experts_teach_a_ninth_species_and_it_is_answered_after_a_retrain(eight_
         metrics = result["metrics"]
         assert {"eval_top1_known_species", "eval_top1_new_species", "kept_label_precision"} <= set(metrics)
 
-        assert admin.post(f"/models/{version}/promote").status_code == 200
+        # the swap to a version with one species more happens under traffic: every answer is
+        # whole, from one version or the other, with that version's species
+        traffic = _Traffic(s["url"], s["user"].auth, new_photos[0])
+        with traffic:
+            time.sleep(0.5)
+            assert admin.post(f"/models/{version}/promote").status_code == 200
+            time.sleep(1.0)
+        assert traffic.errors == [] and traffic.answers, traffic.errors[:3]
+        species_of = {s["first_version"]: 8, version: 9}
+        assert {a["model"]["version"] for a in traffic.answers} == set(species_of), "both served"
+        assert traffic.answers[-1]["model"]["version"] == version
+        assert all(len(a["results"]) == species_of[a["model"]["version"]] for a in traffic.answers)
         assert c.get("/status").json()["model"]["version"] == version
 
         eval_dir = Path(settings.eval_dir)
