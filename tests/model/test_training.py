@@ -55,6 +55,9 @@ def test_version_is_registered_with_metrics_and_params(tiny_run) -> None:
         "eval_open_set_rejected",
         "ood_auroc",
         "ood_recognised",
+        "kept_label_min_probability",
+        "kept_label_precision",
+        "eval_top1_own_species",
     ):
         assert key in info.metrics, key
     assert info.params["backbone"] == "lite0" and info.params["mode"] == "frozen_features"
