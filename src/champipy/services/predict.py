@@ -36,6 +36,7 @@ from ..store.base import (
     utcnow,
 )
 from .admission import AdmissionGate, PerUserLimit
+from .mo_resolver import MoResolver
 from .ports import ImageFetcher, PredictionObserver
 from .quota import DailyQuota
 from .recent_results import Computed, RecentResults
@@ -94,6 +95,7 @@ class PredictionService:
         self.store = store
         self.models = models
         self.fetcher = fetcher
+        self.mo = MoResolver(settings, fetcher)  # Mushroom Observer pages and files of any size
         self.spool = spool
         self._in_flight = _KeyedLocks()
         self.recent = RecentResults()
@@ -113,8 +115,15 @@ class PredictionService:
             if computed is not None:
                 return self._serve_cached(known_sha, computed, model, top_k, user, url, filename=_filename(url))
         with self.downloads.slot(user.username):
-            data = self.fetcher.fetch(url).data
-        return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(url))
+            file_url = self.file_url(url)
+            data = self.fetcher.fetch(file_url).data
+        return self._predict_bytes(data, model, top_k, user, source_url=url, filename=_filename(file_url))
+
+    def file_url(self, url: str) -> str:
+        """The image file behind ``url``: itself, or for a Mushroom Observer page or file of
+        another size, the file at the size the model needs (an observation: its primary photo)."""
+        link = self.mo.link(url)
+        return url if link is None else self.mo.photo_url(link)
 
     def predict_upload(self, data: bytes, filename: str | None, top_k: int, user: User) -> PredictionOutcome:
         model = self.models.current()
