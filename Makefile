@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_open_set.py
 	$(BIN)/python bench/bench_species_growth.py
+	$(BIN)/python bench/bench_observations.py
 
 # --- operations: linters, the container, load and fuzz runs -------------------------------------
 # The linters live in their own folder (the project's venv does not need them): check-jsonschema
