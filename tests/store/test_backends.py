@@ -16,6 +16,7 @@ from champipy.store.ports import (
     ImageRepository,
     JobRepository,
     Lifecycle,
+    ObservationRepository,
     ParameterRepository,
     PredictionRepository,
     UserRepository,
@@ -28,6 +29,7 @@ def test_the_store_is_every_port_together():
         UserRepository,
         ImageRepository,
         PredictionRepository,
+        ObservationRepository,
         ParameterRepository,
         JobRepository,
     )

@@ -29,6 +29,7 @@ from champipy.store.base import (
     JobState,
     LabelSource,
     NewImage,
+    NewObservation,
     NewPrediction,
     OpenSetVerdict,
     Role,
@@ -597,6 +598,53 @@ def test_predictions_are_counted(store: Store):
 
 
 # --- parameters and events -------------------------------------------------------------------
+# --- observations ------------------------------------------------------------------------------
+def an_observation(**overrides: object) -> NewObservation:
+    fields: dict[str, object] = dict(
+        username="alice",
+        prediction_ids=("p1", "p2", "p3"),
+        results=(SpeciesScore("Amanita muscaria", 0.875), SpeciesScore("Boletus edulis", 0.125)),
+        model_name="champipy",
+        model_version="3",
+        recognised=True,
+        mo_observation_id=548203,
+        mo_consensus="Amanita muscaria",
+    )
+    fields.update(overrides)
+    return NewObservation(**fields)  # type: ignore[arg-type]
+
+
+def test_an_observation_reads_back_the_same(store: Store):
+    new = an_observation()
+    added = store.add_observation(new)
+    assert added.id
+    assert_recent(added.created_at)
+    assert {k: v for k, v in vars(added).items() if k not in ("id", "created_at")} == vars(new)
+    assert store.get_observation(added.id) == added
+
+
+def test_an_observation_without_mo_or_verdict_reads_back_the_same(store: Store):
+    added = store.add_observation(an_observation(mo_observation_id=None, mo_consensus=None, recognised=None))
+    assert store.get_observation(added.id) == added
+
+
+def test_unknown_or_malformed_observation_ids_are_none(store: Store):
+    store.add_observation(an_observation())
+    for observation_id in UNKNOWN_IDS:
+        assert store.get_observation(observation_id) is None, observation_id
+
+
+def test_recent_observations_are_newest_first_and_per_user(store: Store):
+    first = store.add_observation(an_observation(username="alice"))
+    time.sleep(TICK)
+    second = store.add_observation(an_observation(username="bob"))
+    time.sleep(TICK)
+    third = store.add_observation(an_observation(username="alice"))
+    assert [o.id for o in store.recent_observations(10)] == [third.id, second.id, first.id]
+    assert [o.id for o in store.recent_observations(10, username="alice")] == [third.id, first.id]
+    assert [o.id for o in store.recent_observations(1)] == [third.id]
+
+
 def test_parameters_are_set_and_overwritten(store: Store):
     assert store.get_parameter("production_since") is None
     store.set_parameter("production_since", "2024-01-01T00:00:00+00:00")

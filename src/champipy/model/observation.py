@@ -7,10 +7,11 @@ but is badly underconfident (ECE 0.11). The product is calibrated on those group
 because they are photos of *different* finds; an observation's photos show one specimen and
 repeat each other, and the product of near-duplicates would claim evidence it does not have.
 The geometric mean of a photo repeated is that photo, so it is the default (ECE 0.039, on the
-modest side). The others stay here so the benchmark compares them on the same code. The open-set verdict combines apart: an
-observation is recognised when any of its photos is (a habitat or microscope shot may not
-look like the training photos while the cap shot does), so it is one more output, not a
-change to the probabilities.
+modest side). The others stay here so the benchmark compares them on the same code.
+
+The open-set verdict combines apart: an observation is recognised when any of its photos is
+(a habitat or microscope shot may not look like the training photos while the cap shot
+does), so it is one more output, not a change to the probabilities.
 
 NumPy only: serving imports it.
 """

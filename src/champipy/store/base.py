@@ -1,4 +1,4 @@
-"""The storage port: one facade over five repositories, four backends (SQLite, PostgreSQL,
+"""The storage port: one facade over six repositories, four backends (SQLite, PostgreSQL,
 MongoDB+GridFS, and an in-memory fake for unit tests).
 
 Services see ``Store`` (or only the repository port they use, from ``ports``) and the records
@@ -12,6 +12,7 @@ from .ports import (
     ImageRepository,
     JobRepository,
     Lifecycle,
+    ObservationRepository,
     ParameterRepository,
     PredictionRepository,
     UserRepository,
@@ -24,7 +25,9 @@ from .records import (
     JobState,
     LabelSource,
     NewImage,
+    NewObservation,
     NewPrediction,
+    Observation,
     OpenSetVerdict,
     Prediction,
     Role,
@@ -47,7 +50,10 @@ __all__ = [
     "LabelSource",
     "Lifecycle",
     "NewImage",
+    "NewObservation",
     "NewPrediction",
+    "Observation",
+    "ObservationRepository",
     "OpenSetVerdict",
     "ParameterRepository",
     "Prediction",
@@ -67,6 +73,7 @@ class Store(
     UserRepository,
     ImageRepository,
     PredictionRepository,
+    ObservationRepository,
     ParameterRepository,
     JobRepository,
 ):

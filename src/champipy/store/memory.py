@@ -26,7 +26,9 @@ from .records import (
     JobState,
     LabelSource,
     NewImage,
+    NewObservation,
     NewPrediction,
+    Observation,
     Prediction,
     SpeciesCount,
     User,
@@ -81,6 +83,7 @@ class MemoryStore(Store):
         self._images: dict[str, ImageRecord] = {}  # by SHA-256, oldest first
         self._image_bytes: dict[str, bytes] = {}
         self._predictions: dict[str, Prediction] = {}  # by id, oldest first
+        self._observations: dict[str, Observation] = {}  # by id, oldest first
         self._parameters: dict[str, str] = {}
         self._events: list[Event] = []
         self._jobs: dict[str, Job] = {}  # by id, oldest first
@@ -217,6 +220,23 @@ class MemoryStore(Store):
     def species_counts(self) -> list[SpeciesCount]:
         with self._lock:
             return species_counts((r.label, r.label_source.value, 1) for r in self._images.values())
+
+    # --- observations ----------------------------------------------------------------------
+    def add_observation(self, observation: NewObservation) -> Observation:
+        stored = Observation(**vars(observation), id=_new_id(), created_at=utcnow())
+        with self._lock:
+            self._observations[stored.id] = stored
+        return stored
+
+    def get_observation(self, observation_id: str) -> Observation | None:
+        with self._lock:
+            return self._observations.get(observation_id)
+
+    def recent_observations(self, limit: int, username: str | None = None) -> list[Observation]:
+        with self._lock:
+            return _newest_first(
+                self._observations.values(), limit, lambda o: username is None or o.username == username
+            )
 
     # --- predictions -----------------------------------------------------------------------
     def add_prediction(self, prediction: NewPrediction) -> Prediction:

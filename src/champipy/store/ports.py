@@ -18,7 +18,9 @@ from .records import (
     JobState,
     LabelSource,
     NewImage,
+    NewObservation,
     NewPrediction,
+    Observation,
     Prediction,
     SpeciesCount,
     User,
@@ -147,6 +149,21 @@ class PredictionRepository(ABC):
 
     @abstractmethod
     def count_predictions(self) -> int: ...
+
+
+class ObservationRepository(ABC):
+    """Finds identified from several photos at once."""
+
+    @abstractmethod
+    def add_observation(self, observation: NewObservation) -> Observation: ...
+
+    @abstractmethod
+    def get_observation(self, observation_id: str) -> Observation | None:
+        """None also for an id this backend could never have made."""
+
+    @abstractmethod
+    def recent_observations(self, limit: int, username: str | None = None) -> list[Observation]:
+        """Newest first; only ``username``'s when given."""
 
 
 class ParameterRepository(ABC):

@@ -171,3 +171,23 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     heartbeat_at: datetime | None = None  # a running job whose heartbeat stops was killed
+
+
+@dataclass(frozen=True)
+class NewObservation:
+    """One find seen in several photos: its photos' predictions and their combined answer."""
+
+    username: str
+    prediction_ids: tuple[str, ...]  # one per photo, in the order given
+    results: tuple[SpeciesScore, ...]  # combined, every species, most probable first
+    model_name: str
+    model_version: str
+    recognised: bool | None = None  # any photo recognised; None: the version has no open-set score
+    mo_observation_id: int | None = None
+    mo_consensus: str | None = None  # the Mushroom Observer community's name, when MO gave one
+
+
+@dataclass(frozen=True)
+class Observation(NewObservation):
+    id: str = ""
+    created_at: datetime = field(default_factory=utcnow)

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -133,6 +134,23 @@ class PredictionRow(Base):
     feedback_species: Mapped[str | None] = mapped_column(String(200))
     feedback_username: Mapped[str | None] = mapped_column(String(150))
     feedback_at: Mapped[datetime | None]
+
+
+class ObservationRow(Base):
+    __tablename__ = "observations"
+    __table_args__ = (Index("ix_observations_user_created", "username", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    username: Mapped[str] = mapped_column(String(150))
+    prediction_ids: Mapped[list[Any]] = mapped_column(JSON)
+    # [{"name": species, "proba": probability}, ...], like predictions.results
+    results: Mapped[list[Any]] = mapped_column(JSON)
+    model_name: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(100))
+    recognised: Mapped[bool | None] = mapped_column(Boolean)
+    mo_observation_id: Mapped[int | None] = mapped_column(BigInteger)
+    mo_consensus: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class ParameterRow(Base):

@@ -17,6 +17,7 @@ from ..base import Store
 from .client import DEFAULT_DATABASE, IMAGE_BUCKET, MongoBase
 from .images import LEGACY_LABEL_SOURCE, MongoImages
 from .jobs import MongoJobs
+from .observations import MongoObservations
 from .parameters import MongoParameters
 from .predictions import MongoPredictions
 from .users import MongoUsers
@@ -24,5 +25,5 @@ from .users import MongoUsers
 __all__ = ["DEFAULT_DATABASE", "IMAGE_BUCKET", "LEGACY_LABEL_SOURCE", "MongoBase", "MongoStore"]
 
 
-class MongoStore(MongoUsers, MongoImages, MongoPredictions, MongoParameters, MongoJobs, Store):
+class MongoStore(MongoUsers, MongoImages, MongoPredictions, MongoObservations, MongoParameters, MongoJobs, Store):
     """Everything ChampiPy persists, in MongoDB and GridFS."""

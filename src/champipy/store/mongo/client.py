@@ -67,6 +67,7 @@ class MongoBase(Lifecycle):
         self._users: Collection[Document] = self._db["users"]
         self._tokens: Collection[Document] = self._db["api_tokens"]
         self._predictions: Collection[Document] = self._db["predictions"]
+        self._observations: Collection[Document] = self._db["observations"]
         self._parameters: Collection[Document] = self._db["parameters"]
         self._events: Collection[Document] = self._db["events"]
         self._jobs: Collection[Document] = self._db["jobs"]
@@ -94,6 +95,8 @@ class MongoBase(Lifecycle):
             (self._predictions, [("url", ASCENDING), ("datetime", DESCENDING)], {}),
             (self._predictions, [("user", ASCENDING), ("datetime", DESCENDING)], {}),
             (self._predictions, [("datetime", DESCENDING)], {}),
+            (self._observations, [("user", ASCENDING), ("datetime", DESCENDING)], {}),
+            (self._observations, [("datetime", DESCENDING)], {}),
             # Not unique: an original database may hold the same name twice (see set_parameter).
             (self._parameters, [("param_name", ASCENDING)], {}),
             (self._events, [("kind", ASCENDING), ("created_at", DESCENDING)], {}),

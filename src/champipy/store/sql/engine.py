@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # The newest migration's revision (tests/store checks it is alembic's head): a database already
 # there opens without loading alembic.
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 CONNECT_TIMEOUT_SECONDS = 3
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # Any constant works: it only has to be the same for every process migrating one database.
