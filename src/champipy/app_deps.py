@@ -11,6 +11,7 @@ from .container import Container
 from .errors import NoModel
 from .services.lifecycle import ModelLifecycle
 from .services.monitor import Monitor
+from .services.observations import ObservationService
 from .services.predict import PredictionService
 from .settings import Settings
 from .store.base import Store
@@ -58,6 +59,11 @@ async def get_monitor(container: ContainerDep) -> Monitor:
     return _serving(container.monitor)
 
 
+async def get_observations(container: ContainerDep) -> ObservationService:
+    return _serving(container.observations)
+
+
 PredictorDep = Annotated[PredictionService, Depends(get_predictor)]
+ObservationsDep = Annotated[ObservationService, Depends(get_observations)]
 LifecycleDep = Annotated[ModelLifecycle, Depends(get_lifecycle)]
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .registry import Registry
     from .services.lifecycle import ModelLifecycle
     from .services.monitor import Monitor
+    from .services.observations import ObservationService
     from .services.predict import PredictionService
     from .services.serving import ModelProvider
 
@@ -51,6 +52,7 @@ class Container:
     registry: Registry | None = None
     models: ModelProvider | None = None
     predictor: PredictionService | None = None
+    observations: ObservationService | None = None
     jobs: JobRunner | None = None
     lifecycle: ModelLifecycle | None = None
     monitor: Monitor | None = None
@@ -125,6 +127,7 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     from .registry import Registry
     from .services.lifecycle import ModelLifecycle
     from .services.monitor import Monitor
+    from .services.observations import ObservationService
     from .services.predict import PredictionService
     from .services.quota import DailyQuota
     from .services.serving import ModelProvider
@@ -157,7 +160,9 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     container.predictor = PredictionService(
         settings, store, models, fetcher, spool, quota, observer=container.prediction_events
     )
+    container.observations = ObservationService(settings, store, container.predictor)
     container.on_close(fetcher.close)
+    container.on_close(container.observations.close)
 
 
 def consume_jobs_here(container: Container) -> None:

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..container import Container, build_server_container
+from ..services.observations import MAX_PHOTOS
 from ..settings import Settings, get_settings
 from ..web import install_web
 from .body_limit import BodyLimitMiddleware
@@ -16,7 +17,7 @@ from .docs import install_docs
 from .errors import install_error_handlers
 from .metrics import install_metrics
 from .request_log import RequestLogMiddleware
-from .routes import admin, general, original, predictions, species, tokens
+from .routes import admin, general, observations, original, predictions, species, tokens
 
 # Multipart overhead on top of the largest accepted image.
 BODY_MARGIN_BYTES = 64 * 1024
@@ -47,8 +48,12 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     )
     app.state.settings = settings  # what this app was built with, before its container exists
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES)
-    for module in (general, tokens, predictions, species, admin, original):
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes + BODY_MARGIN_BYTES,
+        path_limits={"/observations": MAX_PHOTOS * settings.max_upload_bytes + BODY_MARGIN_BYTES},
+    )
+    for module in (general, tokens, predictions, observations, species, admin, original):
         app.include_router(module.router)
     install_docs(app)  # /docs from packaged assets, under a strict CSP
     install_web(app, settings)  # the user page, the admin dashboard, /static

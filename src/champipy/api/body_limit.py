@@ -16,23 +16,28 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, max_bytes: int):
+    """``max_bytes`` for every path but those in ``path_limits`` (exact paths: an observation
+    takes several photos in one request)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: dict[str, int] | None = None):
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max_bytes = max_bytes
+        self.path_limits = dict(path_limits or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.path_limits.get(scope.get("path", ""), self.default_max_bytes)
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None:
             try:
-                too_big = int(declared) > self.max_bytes
+                too_big = int(declared) > limit
             except ValueError:
                 await _refuse(scope, receive, send, 400, "bad_request", "Invalid Content-Length header.")
                 return
             if too_big:
-                await _refuse(scope, receive, send, 413, "too_large", self._message())
+                await _refuse(scope, receive, send, 413, "too_large", self._message(limit))
                 return
 
         received = 0
@@ -43,8 +48,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self._message())
+                if received > limit:
+                    raise BodyTooLarge(self._message(limit))
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -57,10 +62,11 @@ class BodyLimitMiddleware:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await _refuse(scope, receive, send, 413, "too_large", self._message())
+                await _refuse(scope, receive, send, 413, "too_large", self._message(limit))
 
-    def _message(self) -> str:
-        return f"The request body is larger than {self.max_bytes // (1024 * 1024)} MiB."
+    @staticmethod
+    def _message(limit: int) -> str:
+        return f"The request body is larger than {limit // (1024 * 1024)} MiB."
 
 
 async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, code: str, detail: str) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from ..services.observations import ObservationOutcome, PhotoResult
 from ..services.predict import PredictionOutcome, is_uncertain
 from ..services.verdict import answer_species, is_rejected, verdict_sentence
 from ..store.base import ApiToken, Job, Prediction
@@ -242,3 +243,89 @@ def _open_set_out(p: Prediction) -> OpenSetOut | None:
     if p.open_set is None:
         return None
     return OpenSetOut(recognised=p.open_set.recognised, score=p.open_set.score, threshold=p.open_set.threshold)
+
+
+# --- observations ------------------------------------------------------------------------------
+class ObservationIn(BaseModel):
+    urls: list[Annotated[str, Field(min_length=1, max_length=4096)]] | None = Field(
+        None, description="1 to 5 photo URLs of one find (Mushroom Observer pages and files welcome)"
+    )
+    mo_observation: str | None = Field(
+        None, max_length=4096, description="A Mushroom Observer observation URL or id, instead of urls"
+    )
+    top_k: int = Field(3, description="How many species to return (1 to the number of species)")
+    reject: bool = Field(True, description=REJECT_DOC)
+
+
+class PhotoErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+class ObservationPhotoOut(BaseModel):
+    source: str = Field(description="The photo's URL, or the uploaded file's name")
+    prediction: PredictionOut | None = Field(description="Shaped as a /predictions answer; null when it failed")
+    error: PhotoErrorOut | None = None
+
+
+class MoRefOut(BaseModel):
+    observation_id: int
+    consensus: str | None
+
+
+class ObservationOut(BaseModel):
+    id: str
+    results: list[ScoreOut] = Field(description="The photos combined (geometric mean), most probable first")
+    answer: str | None = Field(description="The species presented as the answer; null when rejected")
+    recognised: bool | None = Field(description="Any photo recognised; null: the version has no open-set check")
+    rejected: bool
+    verdict: str
+    model: ModelRef
+    photos: list[ObservationPhotoOut]
+    mo: MoRefOut | None
+    agrees_with_consensus: bool | None = Field(
+        description="Whether ChampiPy's answer is the Mushroom Observer consensus name; null without one"
+    )
+    created_at: datetime
+
+    @classmethod
+    def from_outcome(cls, outcome: ObservationOutcome, reject: bool = True) -> ObservationOut:
+        o = outcome.observation
+        rejected = reject and o.recognised is False
+        n = len(o.results)
+        top = o.results[0] if o.results else None
+        if top is None:
+            verdict = "No species."
+        elif rejected:
+            verdict = f"Not one of the {n} species ChampiPy knows; the closest are listed, least unlikely first."
+        else:
+            verdict = f"Most likely {top.species} ({top.probability:.0%}) from {len(o.prediction_ids)} photo(s)."
+        return cls(
+            id=o.id,
+            results=[ScoreOut(species=s.species, probability=s.probability) for s in o.results[: outcome.top_k]],
+            answer=None if rejected or top is None else top.species,
+            recognised=o.recognised,
+            rejected=rejected,
+            verdict=verdict,
+            model=ModelRef(name=o.model_name, version=o.model_version),
+            photos=[_photo_out(p, outcome.top_k, reject) for p in outcome.photos],
+            mo=None
+            if o.mo_observation_id is None
+            else MoRefOut(observation_id=o.mo_observation_id, consensus=o.mo_consensus),
+            agrees_with_consensus=outcome.agrees_with_consensus,
+            created_at=o.created_at,
+        )
+
+
+def _photo_out(result: PhotoResult, top_k: int, reject: bool) -> ObservationPhotoOut:
+    if result.outcome is None:
+        error = result.error
+        return ObservationPhotoOut(
+            source=result.photo.label,
+            prediction=None,
+            error=PhotoErrorOut(error=error.code, detail=error.detail) if error else None,
+        )
+    answer = PredictionOut.from_outcome(result.outcome, reject)
+    return ObservationPhotoOut(
+        source=result.photo.label, prediction=answer.model_copy(update={"results": answer.results[:top_k]})
+    )
