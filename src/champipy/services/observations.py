@@ -8,6 +8,7 @@ no photo can be used does the whole request fail, with the first photo's error.
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from .mo_resolver import MAX_OBSERVATION_PHOTOS
 from .predict import PredictionOutcome, PredictionService
 
 MAX_PHOTOS = MAX_OBSERVATION_PHOTOS
-# Photos of one observation are fetched and predicted side by side; more threads than this
-# only queue behind the inference cores.
-PARALLEL_PHOTOS = 3
+# Photos of one observation are fetched and predicted side by side, one per core: on 2 cores,
+# 3 at once made an observation of 3 photos cost 3.35x one photo, 2 at once 2.85-3.10x
+# (bench/bench_observation_cost.py).
+PARALLEL_PHOTOS = max(1, min(MAX_PHOTOS, os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
