@@ -304,3 +304,41 @@ def test_jobs_show_live_progress_and_the_finetune_form_starts_one(start_model_se
     assert retrain.params == {"promote_if_better": True}
     page.wait_for_selector(f"#jobs li[data-job='{retrain.id}']")
     w.assert_clean()
+
+
+# --- observations ------------------------------------------------------------------------------
+def test_an_mo_observation_from_the_bookmarklet_and_several_dropped_photos(start_model_server, open_page, tmp_path):
+    """The bookmarklet opens the page with ?url=<observation>: the combined answer, the MO
+    consensus and each photo's bars; then two photos chosen at once make an observation."""
+    from data.mo_server import FakeMushroomObserver
+
+    with FakeMushroomObserver() as mo:
+        server = start_model_server(fetch_allow_hosts=mo.host, mo_api_url=mo.base, mo_request_interval=0.0)
+        folder = sorted(p for p in Path(server.settings.eval_dir).iterdir() if p.is_dir())[0]
+        photos = sorted(folder.iterdir())[:3]
+        for i, path in enumerate(photos):
+            mo.add_image(2000 + i, path.read_bytes(), 77)
+        mo.add_observation(77, [2000, 2001, 2002], consensus=folder.name)
+        w = open_page(server.url)
+        page = w.page
+        sign_in(page, server.user)
+        assert page.get_by_test_id("bookmarklet").get_attribute("href").startswith("javascript:")
+
+        page.goto(f"/?url={quote(mo.base + '/obs/77', safe='')}")
+        page.wait_for_selector("[data-testid=observation-result]:not([hidden]) #observation-bars li")
+        assert page.locator("[data-testid=observation-photo]").count() == 3
+        assert page.locator("#observation-photos .bars li").count() == 9  # 3 species per photo
+        consensus = page.get_by_test_id("observation-consensus").inner_text()
+        assert folder.name in consensus and page.get_by_test_id("consensus-tag").inner_text().startswith("ChampiPy")
+        assert page.get_by_test_id("result").is_hidden()
+        [stored] = server.store.recent_observations(1, username=server.user.username)
+        assert stored.mo_observation_id == 77 and len(stored.prediction_ids) == 3
+
+        page.set_input_files("#photo-file", [str(photos[0]), str(photos[1])])
+        page.wait_for_selector("#observation-model:has-text('2 photo(s) combined')")
+        assert page.locator("[data-testid=observation-photo]").count() == 2
+        assert page.get_by_test_id("observation-consensus").is_hidden()
+        page.wait_for_load_state("networkidle")
+        assert_fits_width(page)
+        screenshot(page, "observation-desktop")
+        w.assert_clean()

@@ -20,6 +20,7 @@ from .. import __version__
 from ..app_deps import ContainerDep
 from ..container import Container
 from ..errors import RetryLater, Unauthorized
+from ..mo_links import mo_hosts
 from ..store.base import User
 from .headers import PAGE_HEADERS
 from .session import (
@@ -155,6 +156,7 @@ def user_page(request: Request, container: ContainerDep, sessions: SessionsDep) 
         **_page_context(user, session, sessions),
         uncertain_threshold=container.settings.uncertain_threshold,
         model=container.model_status(),
+        mo_hosts=",".join(sorted(mo_hosts(container.settings.mo_api_url))),
     )
 
 

@@ -1,4 +1,6 @@
-/* The user page: predict from a URL or a photo, show the species, send feedback, list recent. */
+/* The user page: predict from a URL or a photo, or identify an observation (a Mushroom
+   Observer observation URL, or up to 5 photos of one find); show the species, send feedback,
+   list recent. */
 "use strict";
 
 (function () {
@@ -72,12 +74,137 @@
     }
   }
 
+  // --- observations -------------------------------------------------------------------------
+  const MAX_PHOTOS = 5;
+  const moHosts = (app.dataset.moHosts || "").split(",").filter(Boolean);
+  const observationCard = $("observation-result");
+  let currentObservation = null;
+
+  function isObservationUrl(url) {
+    // The server reads every Mushroom Observer URL; only an observation page has several photos.
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch (error) {
+      return false;
+    }
+    return moHosts.includes(parsed.host.toLowerCase()) && /^\/(obs\/|observations\/)?\d+\/?$/.test(parsed.pathname);
+  }
+
+  async function identifyObservation(send, previews) {
+    if (working) return;
+    hide(errorBox);
+    setBusy(true);
+    try {
+      renderObservation(await send(), previews);
+      loadRecent();
+    } catch (error) {
+      fail(error);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function barList(results, count) {
+    return results.slice(0, count).map((score, index) => {
+      const fill = el("span", {class: "bar-fill"});
+      fill.style.width = Math.max(0.5, score.probability * 100).toFixed(1) + "%";
+      return el("li", {class: index === 0 ? "bar top" : "bar", "data-species": score.species},
+        el("span", {class: "bar-label"},
+          el("span", {class: "species", text: score.species}),
+          el("span", {class: "pct", text: percent(score.probability)})),
+        el("span", {class: "bar-track", role: "presentation"}, fill));
+    });
+  }
+
+  function renderObservation(answer, previews) {
+    currentObservation = answer;
+    result.hidden = true;
+    $("observation-verdict").textContent = answer.verdict;
+    const consensus = $("observation-consensus");
+    if (answer.mo && answer.mo.consensus) {
+      const agrees = answer.agrees_with_consensus;
+      consensus.replaceChildren(
+        el("span", {text: "Mushroom Observer consensus: "}),
+        el("em", {text: answer.mo.consensus}),
+        el("span", {class: agrees ? "tag ok" : "tag fix", "data-testid": "consensus-tag",
+                    text: agrees ? "ChampiPy agrees" : "ChampiPy disagrees"}));
+      consensus.hidden = false;
+    } else {
+      consensus.hidden = true;
+    }
+    $("observation-bars").replaceChildren(...barList(answer.rejected ? [] : answer.results, BARS));
+    $("observation-model").textContent = "Model " + answer.model.name + " v" + answer.model.version + " · " +
+      answer.photos.length + " photo(s) combined · " + when(answer.created_at);
+    const confirm = $("observation-confirm");
+    confirm.hidden = !answer.answer;
+    if (answer.answer) confirm.textContent = "Yes, all photos are " + answer.answer;
+    hide($("observation-feedback"));
+    $("observation-photos").replaceChildren(...answer.photos.map((item, i) => {
+      const source = previews[i] || (/^https:\/\//i.test(item.source) ? item.source : null);
+      const figure = source ? el("img", {src: source, alt: "Photo " + (i + 1), class: "thumb"})
+                            : el("span", {class: "thumb none muted small", text: "no preview"});
+      if (!item.prediction) {
+        return el("li", {class: "observation-photo failed", "data-testid": "observation-photo"}, figure,
+          el("p", {class: "alert alert-error small", text: (item.source || "photo") + ": " + item.error.detail}));
+      }
+      const p = item.prediction;
+      return el("li", {class: "observation-photo", "data-testid": "observation-photo"}, figure,
+        el("div", {class: "photo-scores"},
+          el("p", {class: "muted small", text: p.verdict}),
+          el("ol", {class: "bars small-bars"}, ...barList(p.results, 3))));
+    }));
+    observationCard.hidden = false;
+  }
+
+  function identifyObservationUrl(url) {
+    previewUrl(url);
+    identifyObservation(() => api("POST", "/observations", {json: {mo_observation: url, top_k: BARS}}), []);
+  }
+
+  function identifyFiles(files) {
+    const images = Array.from(files).filter((f) => !f.type || f.type.startsWith("image/"));
+    if (images.length <= 1) {
+      identifyFile(images[0] || files[0]);
+      return;
+    }
+    if (images.length > MAX_PHOTOS) {
+      fail(new Error("An observation has at most " + MAX_PHOTOS + " photos; " + images.length + " were given."));
+      return;
+    }
+    const form = new FormData();
+    for (const file of images) form.append("file", file, file.name || "photo");
+    form.append("top_k", String(BARS));
+    const previews = images.map((file) => URL.createObjectURL(file));
+    identifyObservation(() => api("POST", "/observations", {form: form}), previews);
+  }
+
+  async function confirmObservation() {
+    if (!currentObservation || !currentObservation.answer || working) return;
+    setBusy(true);
+    try {
+      const answer = await api("POST", "/observations/" + encodeURIComponent(currentObservation.id) + "/feedback",
+                               {json: {species: currentObservation.answer}});
+      show($("observation-feedback"), "Recorded for every photo: " + answer.feedback_species + ". Thank you!");
+      loadRecent();
+    } catch (error) {
+      fail(error);
+    } finally {
+      setBusy(false);
+    }
+  }
+
   function identifyUrl(url) {
     url = url.trim();
     if (!/^https?:\/\/\S+$/i.test(url)) {
       fail(new Error("Enter a photo address that starts with http:// or https://."));
       return;
     }
+    if (isObservationUrl(url)) {
+      identifyObservationUrl(url);
+      return;
+    }
+    observationCard.hidden = true;
     previewUrl(url);
     identify(() => api("POST", "/predictions", {json: {url: url, top_k: 1}}));
   }
@@ -88,6 +215,7 @@
       fail(new Error(file.name + " is not an image."));
       return;
     }
+    observationCard.hidden = true;
     previewFile(file);
     const form = new FormData();
     form.append("file", file, file.name || "photo");
@@ -222,7 +350,7 @@
     identifyUrl(urlInput.value);
   });
   fileInput.addEventListener("change", () => {
-    identifyFile(fileInput.files[0]);
+    identifyFiles(fileInput.files);
     fileInput.value = "";
   });
   for (const name of ["dragenter", "dragover"]) {
@@ -237,7 +365,7 @@
   dropZone.addEventListener("drop", (event) => {
     event.preventDefault();
     const files = event.dataTransfer && event.dataTransfer.files;
-    if (files && files.length) identifyFile(files[0]);
+    if (files && files.length) identifyFiles(files);
     else {
       const text = event.dataTransfer && event.dataTransfer.getData("text/uri-list");
       if (text) identifyUrl(text.split("\n")[0]);
@@ -261,6 +389,7 @@
   for (const button of document.querySelectorAll("#feedback [data-answer]")) {
     button.addEventListener("click", () => sendFeedback(button.dataset.answer));
   }
+  $("observation-confirm").addEventListener("click", confirmObservation);
   $("recent-refresh").addEventListener("click", loadRecent);
   photo.addEventListener("error", () => {
     photo.hidden = true;
@@ -268,5 +397,11 @@
 
   loadRecent();
   loadNames();
+  // The bookmarklet opens this page with ?url=<the Mushroom Observer page being looked at>.
+  const given = new URLSearchParams(location.search).get("url");
+  if (given) {
+    urlInput.value = given;
+    identifyUrl(given);
+  }
   app.dataset.ready = "true";
 })();
