@@ -22,14 +22,13 @@ from . import __version__
 from .errors import ChampipyError, InvalidInput, RemoteFailed, RemoteTimeout
 from .fetch import SafeFetcher
 from .images import decode_image, sha256_hex
+from .mo_links import pick_file_url
 from .settings import Settings
 from .store.base import LabelSource, NewImage
 from .store.ports import ImageRepository
 
 logger = logging.getLogger(__name__)
 
-# Medium sizes first: plenty for a 224-pixel classifier and gentler on MO's servers.
-PREFERRED_SIZES = ("/640/", "/960/", "/1280/")
 REUSABLE_LICENSE_WORDS = ("creative commons", "public domain")
 FAILURES_LISTED = 20
 
@@ -141,7 +140,7 @@ class MushroomObserverClient:
     def _parse_image(self, record: Any) -> MoImage | None:
         if not isinstance(record, dict) or "id" not in record:
             return None
-        url = _pick_url(record)
+        url = pick_file_url(record)
         if not url:
             return None
         return MoImage(
@@ -151,15 +150,6 @@ class MushroomObserverClient:
             copyright_holder=str(record.get("copyright_holder") or "").strip(),
             ok_for_export=record.get("ok_for_export") in (True, "true", 1),
         )
-
-
-def _pick_url(record: dict[str, Any]) -> str | None:
-    files = [f for f in record.get("files") or [] if isinstance(f, str)]
-    for size in PREFERRED_SIZES:
-        for url in files:
-            if size in url:
-                return url
-    return record.get("original_url") or (files[-1] if files else None)
 
 
 @dataclass
