@@ -68,6 +68,15 @@ class Settings(BaseSettings):
     monitor_cron: str = "0 6 * * 1"  # minute hour day month weekday: Mondays 06:00
     # The live-traffic signals read at most this many of the most recent predictions.
     monitor_window: int = Field(5000, ge=10, le=100_000)
+    # Drift signals compare the last drift_window distinct images the serving version computed
+    # with its held-out photos; below drift_min_window they are not judged. A KS signal alerts
+    # at distance >= drift_ks_threshold with p < drift_alpha; the rejected share at p < drift_alpha;
+    # expert accuracy from drift_min_feedback answers (bench/bench_drift.py measured the defaults).
+    drift_window: int = Field(200, ge=10, le=10_000)
+    drift_min_window: int = Field(50, ge=10)
+    drift_alpha: float = Field(0.001, gt=0, lt=0.5)
+    drift_ks_threshold: float = Field(0.25, gt=0, le=1)
+    drift_min_feedback: int = Field(20, ge=1)
     alert_webhook_url: str = ""
 
     # Mushroom Observer, where `champipy data fetch` and the fetch job download photos.

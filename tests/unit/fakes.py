@@ -28,7 +28,7 @@ from PIL import Image
 
 from champipy.errors import NotFound
 from champipy.fetch import FetchedImage
-from champipy.model.predictor import OpenSetThreshold, ScoredBatch
+from champipy.model.predictor import DriftReference, OpenSetThreshold, ScoredBatch
 from champipy.registry import ModelVersionInfo
 from champipy.store.base import Job, Prediction, Store
 
@@ -65,6 +65,7 @@ class StubClassifier:
         self.image_size = image_size
         self.version = version
         self.open_set = OpenSetThreshold("grey", GREY_THRESHOLD, 0.98) if open_set else None
+        self.drift_reference: DriftReference | None = None
         self.batches: list[int] = []  # the size of each batch predicted, warm-up included
 
     def predict_scored(self, batch: np.ndarray) -> ScoredBatch:

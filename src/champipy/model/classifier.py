@@ -19,7 +19,7 @@ from PIL import Image
 
 from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import InvalidInput, ModelLoadFailed
-from .predictor import OpenSetThreshold, ScoredBatch
+from .predictor import DriftReference, OpenSetThreshold, ScoredBatch
 from .preprocess import preprocess_image, preprocess_images
 
 
@@ -37,6 +37,7 @@ class Classifier:
         if open_set and open_set.get("output") in outputs:
             self.open_set = OpenSetThreshold(open_set["method"], float(open_set["threshold"]), open_set["keep_rate"])
             self._outputs.append(open_set["output"])
+        self.drift_reference = DriftReference.from_meta(meta)
 
     @property
     def version(self) -> str | None:

@@ -83,6 +83,7 @@ def metadata(trained: TrainedModel) -> dict[str, Any]:
         "open_set": (
             {**trained.open_set_fit.to_meta(), "output": OPEN_SET_OUTPUT} if trained.open_set_fit is not None else None
         ),
+        "drift_reference": trained.reference,
     }
 
 

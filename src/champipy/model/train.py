@@ -181,6 +181,9 @@ class TrainedModel:
     val_report: EvaluationReport | None
     open_set: OpenSetScore | None = None  # None: no held-out photos to set its threshold on
     open_set_fit: OpenSetFit | None = None
+    # held-out photos' top probabilities and open-set scores: what the monitor compares live
+    # traffic with (None: no held-out photos)
+    reference: dict[str, list[float]] | None = None
 
     @property
     def temperature(self) -> float:
@@ -293,6 +296,7 @@ def train_model(
     open_set, open_set_fit, held_out_scores = _fit_open_set(held_out, calibration.temperature, config)
 
     val_report = None
+    reference: dict[str, list[float]] | None = None
     metrics: dict[str, float] = {
         **counts,
         "n_species": len(labels),
@@ -312,12 +316,14 @@ def train_model(
         recognised = None
         if open_set_fit is not None and held_out_scores is not None and len(held_out_scores) == len(val_y):
             recognised = held_out_scores <= open_set_fit.threshold
-        rule = kept_label_rule(
-            softmax(val_logits, calibration.temperature), val_y, recognised, config.kept_label_precision
-        )
+        val_probabilities = softmax(val_logits, calibration.temperature)
+        rule = kept_label_rule(val_probabilities, val_y, recognised, config.kept_label_precision)
         metrics.update(rule.metrics())
+        reference = drift_reference(val_probabilities.max(axis=1), held_out_scores if recognised is not None else None)
     metrics["train_seconds"] = time.perf_counter() - started
-    return TrainedModel(model, labels, config, calibration, history, metrics, rows, val_report, open_set, open_set_fit)
+    return TrainedModel(
+        model, labels, config, calibration, history, metrics, rows, val_report, open_set, open_set_fit, reference
+    )
 
 
 @dataclass
@@ -341,6 +347,24 @@ class HeldOut:
         if not self.folds:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([self.y[rows] for _, rows in self.folds])
+
+
+REFERENCE_POINTS = 500  # quantiles kept per reference distribution: plenty for a KS test
+
+
+def drift_reference(top_probabilities: np.ndarray, open_set_scores: np.ndarray | None) -> dict[str, list[float]]:
+    """The held-out distributions, as at most REFERENCE_POINTS quantiles each."""
+
+    def sample(values: np.ndarray) -> list[float]:
+        values = np.sort(np.asarray(values, dtype=np.float64))
+        if len(values) > REFERENCE_POINTS:
+            values = np.quantile(values, np.linspace(0, 1, REFERENCE_POINTS))
+        return [round(float(v), 6) for v in values]
+
+    found = {"top_probabilities": sample(top_probabilities)}
+    if open_set_scores is not None:
+        found["open_set_scores"] = sample(open_set_scores)
+    return found
 
 
 def _fit_open_set(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +21,7 @@ from ..aliases import normalise_alias
 from ..errors import InvalidInput, NoModel, NotFound
 from ..settings import Settings
 from ..store.base import Store
+from .drift import Signal, live_signals, window
 from .lifecycle import ModelLifecycle
 from .open_set_share import rejections_by_day
 from .ports import AlertSender
@@ -50,6 +51,7 @@ class MonitorResult:
     model_version: str | None
     alerts: list[str]
     checked_at: str
+    signals: list[dict[str, Any]] = field(default_factory=list)  # live traffic (services/drift.py)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,6 +177,8 @@ class Monitor:
                 )
         except NotFound:
             pass
+        signals = self.live_signals()
+        alerts.extend(s.sentence for s in signals if s.alert)
         return MonitorResult(
             ok=not alerts,
             accuracy=accuracy,
@@ -182,6 +186,20 @@ class Monitor:
             model_version=version,
             alerts=alerts,
             checked_at=datetime.now(UTC).isoformat(),
+            signals=[s.to_dict() for s in signals],
+        )
+
+    def live_signals(self) -> list[Signal]:
+        """The drift signals of the serving version's recent traffic (empty: nothing serves)."""
+        serving = self.models.serving
+        if serving is None:
+            return []
+        recent = self.store.recent_predictions(self.settings.monitor_window)
+        mine = [p for p in recent if p.model_version == serving.version]
+        feedback = [p for p in mine if p.feedback_species]
+        reference = serving.classifier.drift_reference
+        return live_signals(
+            window(mine, serving.version, self.settings.drift_window), feedback, reference, self.settings
         )
 
     def _maybe_retrain(self, result: MonitorResult) -> None:
@@ -202,6 +220,7 @@ class Monitor:
                 {
                     "monitor_accuracy": result.accuracy if result.accuracy is not None else float("nan"),
                     "monitor_new_images": float(result.nb_new_img or 0),
+                    **{f"monitor_{s['name']}": s["value"] for s in result.signals if s["value"] is not None},
                 },
             )
         except Exception as exc:  # the check's verdict matters more than its MLflow copy
