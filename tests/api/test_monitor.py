@@ -6,38 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from support.image_server import _Server
-
-
-class Webhook:
-    """A local endpoint that records the JSON bodies posted to it."""
-
-    def __init__(self):
-        self.received: list[dict] = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("content-length", 0))
-                owner.received.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-        import threading
-
-        self._httpd = _Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}/hook"
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+from support.webhook import Webhook
 
 
 def run_monitor(settings, eval_dir: Path, webhook_url: str) -> subprocess.CompletedProcess:

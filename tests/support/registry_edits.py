@@ -62,7 +62,7 @@ def register_version_without_open_set(settings, like_version: str) -> str:
     meta = json.loads((source / META_FILE).read_text())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        old_meta = {k: v for k, v in meta.items() if k not in ("version", "run_id", "open_set")}
+        old_meta = {k: v for k, v in meta.items() if k not in ("version", "run_id", "open_set", "drift_reference")}
         (folder / META_FILE).write_text(json.dumps(old_meta))
         graph = onnx.load(str(source / MODEL_FILE)).graph
         inputs, probabilities = [i.name for i in graph.input], graph.output[0].name

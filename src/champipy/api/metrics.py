@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import Response
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..container import Container
 from ..errors import Unauthorized
+from ..services.monitor import MONITOR
 from ..store.base import JobState, Prediction
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,8 @@ class _StateCollector:
         self._lock = threading.Lock()
         self._jobs: dict[str, int] | None = None
         self._jobs_read_at = float("-inf")
+        self._last_check: dict[str, Any] | None = None
+        self._check_read_at = float("-inf")
         self._store_errors = 0
 
     def describe(self) -> list[Metric]:
@@ -160,6 +164,7 @@ class _StateCollector:
             return
         yield from self._model(container)
         yield from self._job_counts(container)
+        yield from self._drift(container)
         yield from self._sign_ins(container)
         yield from self._admission(container)
 
@@ -216,6 +221,37 @@ class _StateCollector:
                 "When the serving model was loaded.",
                 value=serving.loaded_at.timestamp(),
             )
+
+    def _drift(self, container: Container) -> Iterator[Metric]:
+        """The live-traffic signals of the last periodic check, from the store: any process
+        (a worker, another replica) may have run it."""
+        with self._lock:
+            now = time.monotonic()
+            if now - self._check_read_at >= JOB_COUNT_TTL_SECONDS:
+                self._check_read_at = now
+                try:
+                    events = container.store.list_events(MONITOR, limit=1)
+                    self._last_check = events[0].payload if events else None
+                except Exception as exc:
+                    self._store_errors += 1
+                    log.warning("metrics: cannot read the last check: %s", exc)
+            check = self._last_check
+        if not check:
+            return
+        values = GaugeMetricFamily(
+            "champipy_drift_signal",
+            "Each live-traffic signal of the last check (services/drift.py).",
+            labels=["signal"],
+        )
+        alerts = GaugeMetricFamily(
+            "champipy_drift_alert", "1 when the last check's signal crossed its threshold.", labels=["signal"]
+        )
+        for signal in check.get("signals") or []:
+            if signal.get("value") is not None:
+                values.add_metric([signal["name"]], float(signal["value"]))
+            alerts.add_metric([signal["name"]], float(bool(signal.get("alert"))))
+        yield values
+        yield alerts
 
     def _job_counts(self, container: Container) -> Iterator[Metric]:
         with self._lock:

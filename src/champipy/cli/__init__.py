@@ -41,6 +41,7 @@ from . import (  # noqa: E402,F401  (registers the commands)  # noqa: E402,F401 
     models,  # noqa: E402,F401  (registers train, evaluate and models)
     monitor,
     predict,
+    replay,
     serve,
     users,
     worker,

@@ -174,6 +174,24 @@ def monitor_open_set(
     return monitor.open_set_rejections(days)
 
 
+@router.get(
+    "/drift",
+    summary="Live-traffic signals now (the serving version's recent window) and at each past check",
+)
+def drift(
+    admin: AdminUser, monitor: MonitorDep, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    history = [
+        {
+            "checked_at": e.payload.get("checked_at"),
+            "model_version": e.payload.get("model_version"),
+            "signals": e.payload.get("signals") or [],
+        }
+        for e in store.list_events(MONITOR, limit=limit)
+    ]
+    return {"current": [s.to_dict() for s in monitor.live_signals()], "history": history}
+
+
 @router.get("/monitor/history", summary="Results of past checks, most recent first")
 def monitor_history(
     admin: AdminUser, store: StoreDep, limit: Annotated[int, Query(ge=1, le=1000)] = 100
