@@ -245,6 +245,9 @@ def test_admin_dashboard_promote_a_version_and_see_it_serving(dashboard_server, 
     waiting.wait_for()
     assert waiting.get_attribute("data-state") == "waiting"
     assert f"3 / {server.settings.new_species_min_photos}" in waiting.inner_text()
+    signals = page.locator("[data-testid=drift-signals] tr[data-signal]")
+    signals.nth(3).wait_for()
+    assert signals.count() == 4 and page.locator("#drift-signals tr[data-alert=true]").count() == 0
     rejections = page.locator("[data-testid=rejections-chart] svg")
     rejections.wait_for()
     assert rejections.locator("rect.bar").count() == 1  # every answer is from today

@@ -234,6 +234,81 @@
     }));
   }
 
+  // --- live-traffic signals ---------------------------------------------------------------
+  const SIGNAL_NAMES = {
+    expert_accuracy: "Expert accuracy",
+    rejected_share: "Not recognised",
+    score_drift: "Open-set score drift (KS)",
+    confidence_drift: "Confidence drift (KS)",
+  };
+  let lastDrift = null;
+
+  async function loadDrift() {
+    try {
+      drawDrift(await api("GET", "/drift?limit=50"));
+    } catch (error) {
+      fail(error);
+    }
+  }
+
+  function signalValue(signal) {
+    if (signal.value === null || signal.value === undefined) return "—";
+    return signal.name === "expert_accuracy" || signal.name === "rejected_share"
+      ? percent(signal.value) : signal.value.toFixed(2);
+  }
+
+  function signalThreshold(signal) {
+    if (signal.name === "expert_accuracy") return "≥ " + percent(signal.threshold, 0);
+    if (signal.name === "rejected_share") return "p ≥ " + signal.threshold;
+    return "< " + signal.threshold.toFixed(2);
+  }
+
+  function drawDrift(data) {
+    lastDrift = data;
+    $("drift-signals").replaceChildren(...data.current.map((signal) => el("tr",
+      {class: signal.alert ? "alert" : "", "data-signal": signal.name, "data-alert": String(signal.alert)},
+      el("td", {text: SIGNAL_NAMES[signal.name] || signal.name}),
+      el("td", {text: signalValue(signal)}),
+      el("td", {text: signalThreshold(signal)}),
+      el("td", {class: "small", text: signal.sentence}))));
+    if (!data.current.length) {
+      $("drift-signals").replaceChildren(el("tr", {}, el("td", {colspan: 4, class: "muted", text: "No model serves."})));
+    }
+    // The KS distances of past checks, oldest first: the two input signals over time.
+    const box = $("drift-history");
+    const checks = data.history.slice().reverse().filter((c) => c.signals && c.signals.length);
+    const names = ["score_drift", "confidence_drift"];
+    const points = (name) => checks.map((c, i) => {
+      const s = c.signals.find((x) => x.name === name);
+      return s && s.value !== null ? [i, s.value] : null;
+    }).filter(Boolean);
+    if (checks.length < 2 || !names.some((n) => points(n).length > 1)) {
+      box.replaceChildren(el("p", {class: "muted small", text: "The chart appears after two checks with drift signals."}));
+      return;
+    }
+    const W = Math.max(280, Math.round(box.clientWidth || 640)), H = 160, L = 44, R = 12, T = 14, B = 24;
+    const threshold = (data.current.find((s) => s.name === "score_drift") || {threshold: 0.25}).threshold;
+    const x = (i) => L + (W - L - R) * (checks.length > 1 ? i / (checks.length - 1) : 0.5);
+    const y = (v) => T + (H - T - B) * (1 - Math.min(1, v));
+    const chart = svg("svg", {viewBox: "0 0 " + W + " " + H, class: "chart-svg", role: "img",
+                              "aria-label": "KS distance of the last " + checks.length + " checks"});
+    for (const tick of [0, 0.5, 1]) {
+      chart.append(svg("line", {x1: L, x2: W - R, y1: y(tick), y2: y(tick), class: "grid"}));
+      chart.append(svg("text", {x: L - 6, y: y(tick) + 4, class: "axis", "text-anchor": "end", text: tick.toFixed(1)}));
+    }
+    chart.append(svg("line", {x1: L, x2: W - R, y1: y(threshold), y2: y(threshold), class: "target"}));
+    names.forEach((name, index) => {
+      const line = points(name);
+      if (line.length > 1) {
+        chart.append(svg("polyline", {class: "series series-" + index, "data-series": name,
+          points: line.map(([i, v]) => x(i).toFixed(1) + "," + y(v).toFixed(1)).join(" ")}));
+      }
+      chart.append(svg("text", {x: L + 6 + index * 200, y: H - 6, class: "axis legend series-label-" + index,
+                                text: SIGNAL_NAMES[name]}));
+    });
+    box.replaceChildren(chart);
+  }
+
   // --- share of answers not recognised, per day ---------------------------------------------
   const REJECTION_DAYS = 30;
   let lastRejections = null;
@@ -310,6 +385,7 @@
       button.disabled = false;
     }
     loadHistory();
+    loadDrift();
     loadNewImages();
   }
 
@@ -434,6 +510,7 @@
       drawnWidth = width;
       drawHistory(lastPoints);
       if (lastRejections) drawRejections(lastRejections);
+      if (lastDrift) drawDrift(lastDrift);
     }
   });
 
@@ -443,6 +520,7 @@
   loadVersions();
   loadHistory();
   loadRejections();
+  loadDrift();
   loadWaitingSpecies();
   loadJobs();
   every(JOBS_EVERY_MS, loadJobs);
