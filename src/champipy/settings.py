@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # Predicted labels a retrain learns from must be right this often on the base version's
     # held-out photos; the version's metrics say from which probability that holds.
     kept_label_precision: float = Field(0.98, gt=0.5, le=1.0)
+    # Predicted labels stored without a probability (by the original ChampiPy, or before the
+    # rule above) still train; off: only curated labels and scored predictions do.
+    learn_unscored_predictions: bool = True
     # A retrain takes older photos of a species when the most recent images hold fewer.
     retrain_species_floor: int = Field(30, ge=0)
     target_accuracy: float = Field(0.70, ge=0.0, le=1.0)

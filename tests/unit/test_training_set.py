@@ -68,10 +68,15 @@ def test_predicted_labels_need_the_probability_rule_and_a_recorded_probability()
     images.add("Amanita muscaria", PREDICTED, 4, probability=0.80)  # stored (> 0.70), not clean enough
     images.add("Boletus edulis", PREDICTED, 1, probability=None)  # the original's, no probability
 
-    selection = select_training_images(images.in_store_order(), 100, [], 20, floor=0, min_predicted_probability=0.99)
+    strict = select_training_images(
+        images.in_store_order(), 100, [], 20, floor=0, min_predicted_probability=0.99, unscored_predictions=False
+    )
+    assert strict.predicted_admitted == 2 and strict.predicted_refused == 5
+    assert all(r.label_probability == 0.995 for r in strict.images if r.label_source is PREDICTED)
 
-    assert selection.predicted_admitted == 2 and selection.predicted_refused == 5
-    assert all(r.label_probability == 0.995 for r in selection.images if r.label_source is PREDICTED)
+    # by default the original's predicted labels (no probability) still train; low ones never
+    default = select_training_images(images.in_store_order(), 100, [], 20, floor=0, min_predicted_probability=0.99)
+    assert default.predicted_admitted == 3 and default.predicted_refused == 4
 
 
 def test_the_special_answers_never_train():

@@ -194,6 +194,7 @@ class ModelLifecycle:
             self.settings.new_species_min_photos,
             self.settings.retrain_species_floor,
             self._min_predicted_probability(base),
+            self.settings.learn_unscored_predictions,
         )
         if len(selection.labels) < 2 or len(selection.images) < MIN_TRAINING_IMAGES:
             raise InvalidInput(

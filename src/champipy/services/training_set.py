@@ -7,7 +7,9 @@ first within each), except that:
 
 - a predicted label is admitted only at or above ``min_predicted_probability`` (the base
   version's precision rule, model/kept_labels.py); one without a recorded probability (stored
-  before ChampiPy kept it, or by the original) is not;
+  by the original ChampiPy, or before this rule) only with ``unscored_predictions`` (on by
+  default: an original deployment's images are all of that kind, and a retrain without them
+  would have nothing to learn from);
 - the special answers ("not a mushroom", "unknown species") never train;
 - a species of the label set with fewer than ``floor`` photos among them takes older ones of
   its own, so that no species is starved by a burst of recent photos of another.
@@ -55,11 +57,16 @@ def select_training_images(
     min_new_photos: int,
     floor: int,
     min_predicted_probability: float,
+    unscored_predictions: bool = True,
 ) -> TrainingSelection:
     """``records``: every stored image in the store's training order. ``base_labels``: the
     species of the version this one replaces (empty: every species present is learned)."""
     predicted = [r for r in records if r.label_source is LabelSource.PREDICTED and is_trainable(r.label)]
-    eligible = [r for r in records if is_trainable(r.label) and _admitted(r, min_predicted_probability)]
+
+    def is_admitted(record: ImageRecord) -> bool:
+        return _admitted(record, min_predicted_probability, unscored_predictions)
+
+    eligible = [r for r in records if is_trainable(r.label) and is_admitted(r)]
     curated = Counter(r.label for r in eligible if r.label_source is not LabelSource.PREDICTED)
     present = Counter(r.label for r in eligible)
     left_out: dict[str, str] = {}
@@ -95,12 +102,14 @@ def select_training_images(
         new_species=sorted(labels - set(base_labels)) if base_labels else [],
         left_out=dict(sorted(left_out.items())),
         predicted_admitted=admitted,
-        predicted_refused=len(predicted) - sum(_admitted(r, min_predicted_probability) for r in predicted),
+        predicted_refused=len(predicted) - sum(is_admitted(r) for r in predicted),
         added_by_floor=sum(r.sha256 in from_floor for r in chosen),
     )
 
 
-def _admitted(record: ImageRecord, min_predicted_probability: float) -> bool:
+def _admitted(record: ImageRecord, min_predicted_probability: float, unscored_predictions: bool) -> bool:
     if record.label_source is not LabelSource.PREDICTED:
         return True
-    return record.label_probability is not None and record.label_probability >= min_predicted_probability
+    if record.label_probability is None:
+        return unscored_predictions
+    return record.label_probability >= min_predicted_probability
