@@ -221,6 +221,12 @@ def test_a_retrain_reads_the_original_photos_with_their_labels_and_bytes(store: 
     assert examples[sha256_of(PHOTO)].read() == PHOTO
     assert examples[sha256_of(OTHER_PHOTO)].read() == OTHER_PHOTO
 
+    # The retrain's selection keeps them: the original's predicted labels carry no probability.
+    from champipy.services.training_set import select_training_images
+
+    selection = select_training_images(store.training_images(100), 1000, [], 20, 0, 0.99)
+    assert {r.sha256 for r in selection.images} >= {sha256_of(PHOTO), sha256_of(OTHER_PHOTO)}
+
 
 def test_an_original_image_without_a_class_never_trains(store: MongoStore):
     unlabelled = store.get_image(sha256_of(UNLABELLED_PHOTO))
