@@ -193,13 +193,17 @@ def test_feedback_confirms_or_corrects_and_stores_the_image(served):
     with client(served["url"], auth=served["user"].auth) as c:
         body = upload(c, served["photo"]).json()
         corrected = c.post(f"/predictions/{body['id']}/feedback", json={"species": "Coprinus comatus"})
-        unknown = c.post(f"/predictions/{body['id']}/feedback", json={"species": "Boletus edulis"})
+        image = served["store"].get_image(body["image_sha256"])
+        not_a_name = c.post(f"/predictions/{body['id']}/feedback", json={"species": "Coprinus 42!"})
         wrong_type = c.post(f"/predictions/{body['id']}/feedback", json={"species": 42})
         missing = c.post("/predictions/does-not-exist/feedback", json={"species": "Coprinus comatus"})
+        new_species = c.post(f"/predictions/{body['id']}/feedback", json={"species": "boletus EDULIS"})
     assert corrected.status_code == 200 and corrected.json()["feedback_species"] == "Coprinus comatus"
-    image = served["store"].get_image(body["image_sha256"])
     assert image.label == "Coprinus comatus" and image.label_source == LabelSource.CONFIRMED
-    assert unknown.status_code == 422 and wrong_type.status_code == 422
+    assert not_a_name.status_code == 422 and "Latin name" in not_a_name.json()["detail"]
+    assert wrong_type.status_code == 422
+    assert new_species.status_code == 200 and new_species.json()["feedback_species"] == "Boletus edulis"
+    assert served["store"].get_image(body["image_sha256"]).label == "Boletus edulis", "a species it does not know"
     assert missing.status_code == 404
     with client(served["url"], auth=served["admin"].auth) as other:
         assert other.get(f"/predictions/{body['id']}").status_code == 200
