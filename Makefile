@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/bench_observations.py
 	$(BIN)/python bench/bench_observation_cost.py
 	$(BIN)/python bench/bench_drift.py
+	$(BIN)/python bench/bench_drift_replay.py
 
 # --- operations: linters, the container, load and fuzz runs -------------------------------------
 # The linters live in their own folder (the project's venv does not need them): check-jsonschema
