@@ -119,15 +119,26 @@ def test_argon2_memory_is_bounded_by_the_verification_slots(server):
     settings, store, running = server(login_concurrent_verifications=2)
     with running as url, from_address(url, "127.0.0.2") as c:
         c.get("/user", auth=("warm-up-user", "wrong-password"))  # the dummy hash is made once
-        Path("/proc/self/clear_refs").write_text("5")
-        before = peak_rss_bytes()
-        with ThreadPoolExecutor(40) as pool:
-            codes = set(
-                pool.map(lambda i: c.get("/user", auth=(f"nobody-{i}", "wrong-password")).status_code, range(40))
-            )
-        grown = peak_rss_bytes() - before
+
+        def peak_growth(request) -> tuple[set[int], int]:
+            Path("/proc/self/clear_refs").write_text("5")
+            before = peak_rss_bytes()
+            with ThreadPoolExecutor(40) as pool:
+                codes = set(pool.map(request, range(40)))
+            return codes, peak_rss_bytes() - before
+
+        # The same 40 parallel requests without a password check: what threads, sockets and
+        # the app cost by themselves in this process, measured here rather than guessed.
+        _, overhead = peak_growth(lambda i: c.get("/status").status_code)
+        codes, grown = peak_growth(lambda i: c.get("/user", auth=(f"nobody-{i}", "wrong-password")).status_code)
     assert codes == {401}
-    assert grown < 3 * 64 * MIB, f"+{grown / MIB:.0f} MiB: more than two argon2 verifications at once"
+    argon2 = grown - overhead
+    # Two verifications are 128 MiB; the bound leaves as much again for the allocator and the
+    # rest of a long test process (one CI run measured 203 MiB). Unbounded, 40 at once: 1.3 GiB.
+    assert argon2 < 4 * 64 * MIB, (
+        f"+{argon2 / MIB:.0f} MiB over the {overhead / MIB:.0f} MiB of the same requests without a"
+        " password: more than two argon2 verifications at once"
+    )
 
 
 def test_utf8_passwords_work_over_basic_and_the_form(server):
