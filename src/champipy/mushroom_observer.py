@@ -10,6 +10,7 @@ v3.0"), "copyright_holder", "ok_for_export", "original_url", "files": [URLs by s
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -49,18 +50,20 @@ class MoImage:
 
 
 class RateLimiter:
-    """At least ``interval`` seconds between the starts of two requests."""
+    """At least ``interval`` seconds between the starts of two requests, from any thread."""
 
     def __init__(self, interval: float):
         self.interval = interval
         self._last: float | None = None
+        self._lock = threading.Lock()
 
     def wait(self) -> None:
-        if self._last is not None:
-            remaining = self._last + self.interval - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-        self._last = time.monotonic()
+        with self._lock:
+            if self._last is not None:
+                remaining = self._last + self.interval - time.monotonic()
+                if remaining > 0:
+                    time.sleep(remaining)
+            self._last = time.monotonic()
 
 
 class MushroomObserverClient:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from champipy.services.dataset_import import import_folder
 from champipy.store import open_store
 from champipy.store.base import LabelSource, NewImage
 from support.accounts import make_account
+from support.jobs import wait_for_job
 from support.live_server import client, live_server
 from support.trained_model import PER_SPECIES
 
@@ -125,16 +125,6 @@ def test_finetune_rejects_bad_parameters(admin_api, query):
     with client(admin_api["url"], auth=admin_api["admin"].auth) as c:
         answer = c.post(f"/finetune?{query}")
     assert answer.status_code == 422 and answer.json()["error"] == "invalid_input"
-
-
-def wait_for_job(c, job_id: str, seconds: float = 600) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = c.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def test_finetune_without_stored_images_fails_with_a_clear_error(admin_api):

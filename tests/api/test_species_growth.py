@@ -20,6 +20,7 @@ from champipy.services.dataset_import import import_folder
 from champipy.settings import Settings
 from champipy.store import open_store
 from support.accounts import make_account
+from support.jobs import wait_for_job
 from support.live_server import client, live_server
 
 pytestmark = pytest.mark.slow
@@ -36,16 +37,6 @@ def _copy(source: Path, target: Path, names: list[str], per_species: int, skip: 
         for photo in sorted((source / name).iterdir())[skip : skip + per_species]:
             shutil.copy(photo, target / name / photo.name)
     return target
-
-
-def _wait_for_job(c, job_id: str, seconds: float = 600) -> dict:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        job = c.get(f"/jobs/{job_id}").json()
-        if job["state"] in ("succeeded", "failed"):
-            return job
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
 def _upload(c, path: Path, top_k: int = 1):
@@ -151,7 +142,7 @@ def test_experts_teach_a_ninth_species_and_it_is_answered_after_a_retrain(eight_
 
         submitted = admin.post("/retrain", json={"promote_if_better": False})
         assert submitted.status_code == 202, submitted.text
-        job = _wait_for_job(admin, submitted.json()["id"])
+        job = wait_for_job(admin, submitted.json()["id"])
         assert job["state"] == "succeeded", job["error"]
         result = job["result"]
         assert result["new_species"] == [new] and result["species"] == sorted([*s["old"], new])

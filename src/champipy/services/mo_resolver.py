@@ -11,14 +11,13 @@ answers too, and requests to MO are spaced by ``mo_request_interval``.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urljoin
 
 from ..errors import InvalidInput, NotFound, RemoteFailed, RemoteNotFound
 from ..mo_links import MoKind, MoLink, mo_hosts, parse_mo_link, pick_file_url
+from ..mushroom_observer import RateLimiter
 from ..settings import Settings
 from .ports import ImageFetcher
 
@@ -36,10 +35,8 @@ class MoResolver:
     def __init__(self, settings: Settings, fetcher: ImageFetcher):
         self.api_url = settings.mo_api_url.rstrip("/") + "/"
         self.hosts = mo_hosts(settings.mo_api_url)
-        self.interval = settings.mo_request_interval
         self.fetcher = fetcher
-        self._lock = threading.Lock()
-        self._last = 0.0
+        self._limiter = RateLimiter(settings.mo_request_interval)  # polite to MO, shared by threads
 
     def link(self, text: str, bare_id_is_observation: bool = False) -> MoLink | None:
         return parse_mo_link(text, self.hosts, bare_id_is_observation)
@@ -88,7 +85,7 @@ class MoResolver:
         return results[0]
 
     def _get_json(self, url: str) -> dict[str, Any]:
-        self._wait_turn()
+        self._limiter.wait()
         try:
             data = self.fetcher.fetch(url).data
         except RemoteNotFound as exc:
@@ -107,11 +104,3 @@ class MoResolver:
                 raise NotFound(f"Mushroom Observer: {details}")
             raise RemoteFailed(f"Mushroom Observer refused the query: {details}")
         return body
-
-    def _wait_turn(self) -> None:
-        """At least ``mo_request_interval`` between two requests of this process to MO."""
-        with self._lock:
-            remaining = self._last + self.interval - time.monotonic()
-            if remaining > 0:
-                time.sleep(remaining)
-            self._last = time.monotonic()

@@ -108,7 +108,7 @@
   function barList(results, count) {
     return results.slice(0, count).map((score, index) => {
       const fill = el("span", {class: "bar-fill"});
-      fill.style.width = Math.max(0.5, score.probability * 100).toFixed(1) + "%";
+      fill.style.width = Math.max(0.5, score.probability * 100).toFixed(1) + "%";  // CSSOM: allowed by the CSP
       return el("li", {class: index === 0 ? "bar top" : "bar", "data-species": score.species},
         el("span", {class: "bar-label"},
           el("span", {class: "species", text: score.species}),
@@ -227,16 +227,7 @@
     current = record;
     const results = record.results || [];
     const top = results[0];
-    bars.replaceChildren();
-    results.slice(0, BARS).forEach((score, index) => {
-      const fill = el("span", {class: "bar-fill"});
-      fill.style.width = Math.max(0.5, score.probability * 100).toFixed(1) + "%";  // CSSOM: allowed by the CSP
-      bars.append(el("li", {class: index === 0 ? "bar top" : "bar", "data-species": score.species},
-        el("span", {class: "bar-label"},
-          el("span", {class: "species", text: score.species}),
-          el("span", {class: "pct", text: percent(score.probability)})),
-        el("span", {class: "bar-track", role: "presentation"}, fill)));
-    });
+    bars.replaceChildren(...barList(results, BARS));
     // Both decided by the server, like every answer's flag. A rejected photo keeps its ranking,
     // folded, with the server's sentence in place of the top species.
     const rejected = Boolean(record.rejected);
