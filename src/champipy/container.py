@@ -16,6 +16,7 @@ from limits.storage import Storage
 
 from .services.login_throttle import LoginThrottle, throttle_storage
 from .services.prediction_events import PredictionEvents
+from .services.token_revocations import RevocationClock
 from .services.users import Authenticator, ensure_first_admin
 from .settings import Settings
 from .store import Store, open_store
@@ -108,6 +109,7 @@ def build_container(
             token_cache_seconds=settings.token_cache_seconds,
             concurrent_verifications=settings.login_concurrent_verifications,
             rehash_legacy_passwords=settings.rehash_legacy_passwords,
+            revocations=RevocationClock(counters),
         ),
     )
     if settings.admin_password and ensure_first_admin(store, settings.admin_password):

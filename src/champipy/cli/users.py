@@ -84,6 +84,7 @@ def disable(username: str, enable: bool = typer.Option(False, "--enable", help="
 
     with open_container() as container:
         set_disabled(container.store, username, not enable)
+        container.authenticator.forget_tokens_of(username)  # every replica checks the store again
     console.print(f"[bold]{username}[/] {'enabled' if enable else 'disabled'}")
 
 

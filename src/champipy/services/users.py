@@ -17,6 +17,7 @@ from ..passwords import hash_api_token, hash_password, new_api_token, verify_pas
 from ..store.base import ApiToken, Role, User, utcnow
 from ..store.ports import UserRepository
 from .login_throttle import LoginThrottle
+from .token_revocations import RevocationClock
 
 USERNAME_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 MIN_PASSWORD_LENGTH = 8
@@ -106,8 +107,8 @@ class Authenticator:
 
     A bearer token's user is remembered for ``token_cache_seconds``, which spares every API
     request two store reads (measured: a third of a cached prediction's time). Revoking a token
-    through this process forgets its user at once; a change made by another process
-    (``champipy users disable``) takes effect within that many seconds.
+    on any replica bumps the shared ``RevocationClock``, which drops every replica's remembered
+    users at once; a change made outside the API (``champipy users disable``) bumps it too.
     """
 
     def __init__(
@@ -118,8 +119,10 @@ class Authenticator:
         token_cache_seconds: float = 10.0,
         concurrent_verifications: int = 2,
         rehash_legacy_passwords: bool = True,
+        revocations: RevocationClock | None = None,
     ):
         self.store = store
+        self.revocations = revocations
         # Off: an original (bcrypt) hash stays as it is, so rolling back to the original works.
         self.rehash_legacy_passwords = rehash_legacy_passwords
         self.throttle = throttle
@@ -127,7 +130,7 @@ class Authenticator:
         self.token_cache_seconds = token_cache_seconds
         self._key = secrets.token_bytes(32)
         self._verified: dict[bytes, tuple[str, float]] = {}
-        self._token_users: dict[str, tuple[User, float]] = {}
+        self._token_users: dict[str, tuple[User, float, int | None]] = {}  # user, until, revocation clock
         self._lock = threading.Lock()
         # Each argon2 verification takes 64 MiB and ~100 ms of a core: a few at a time.
         self.verification_slots = threading.BoundedSemaphore(concurrent_verifications)
@@ -177,6 +180,7 @@ class Authenticator:
         user = self._remembered_token_user(token_hash)
         if user is not None:
             return user
+        clock = self._revocation_clock()  # read before the store, so a revocation in between drops it
         record = self.store.get_token_by_hash(token_hash)
         if record is None or record.revoked:
             raise Unauthorized("Unknown or revoked API token.")
@@ -192,18 +196,25 @@ class Authenticator:
                 remembered_for = self.token_cache_seconds
                 if record.expires_at is not None:  # never remembered past its expiry
                     remembered_for = min(remembered_for, (record.expires_at - utcnow()).total_seconds())
-                self._token_users[token_hash] = (user, time.monotonic() + remembered_for)
+                self._token_users[token_hash] = (user, time.monotonic() + remembered_for, clock)
         return user
+
+    def _revocation_clock(self) -> int | None:
+        return self.revocations.now() if self.revocations is not None else 0
 
     def _remembered_token_user(self, token_hash: str) -> User | None:
         with self._lock:
             cached = self._token_users.get(token_hash)
-        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+        if cached is None or cached[1] <= time.monotonic() or cached[2] is None:
+            return None
+        return cached[0] if cached[2] == self._revocation_clock() else None
 
     def forget_tokens_of(self, username: str) -> None:
-        """Drop remembered token users after a revocation, so the next request checks the store."""
+        """After a revocation or a disabled account: every replica checks the store again."""
         with self._lock:
             self._token_users = {h: e for h, e in self._token_users.items() if e[0].username != username}
+        if self.revocations is not None:
+            self.revocations.bump()
 
     def _remembered(self, fingerprint: bytes, password_hash: str) -> bool:
         with self._lock:
