@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 
 from champipy.store import Store, open_store, sql_models
 from support import leftovers
+from support.object_storage import ObjectStorage, running_seaweedfs
 from support.processes import stop_process
 
 BACKENDS = ("sqlite", "postgresql", "mongodb", "memory")
@@ -98,6 +99,15 @@ def postgres_database() -> Iterator[PostgresDatabase]:
     database = PostgresDatabase(POSTGRES_ADMIN_URL)
     yield database
     database.drop()
+
+
+# --- Object storage (S3 API) -----------------------------------------------------------------
+@pytest.fixture(scope="session")
+def object_storage(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStorage]:
+    """A SeaweedFS S3 gateway for the whole session; each test takes its own bucket."""
+    folder = tmp_path_factory.mktemp("seaweedfs")
+    with running_seaweedfs(folder / "data", folder / "weed.log") as storage:
+        yield storage
 
 
 # --- MongoDB ---------------------------------------------------------------------------------

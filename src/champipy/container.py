@@ -133,7 +133,7 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     from .services.predict import PredictionService
     from .services.quota import DailyQuota
     from .services.serving import ModelProvider
-    from .services.spool import ImageSpool
+    from .services.spool import open_spool
 
     settings, store = container.settings, container.store
     registry = Registry(settings)
@@ -145,7 +145,7 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
         poll_seconds=settings.model_poll_seconds,
     )
     fetcher = SafeFetcher(settings)
-    spool = ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
+    spool = open_spool(settings)
     quota = DailyQuota(container.counters, settings.daily_predictions_per_user)
     jobs = create_runner(
         settings,

@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     kept_image_max_side: int = Field(1024, ge=64)  # photos kept for training are shrunk to this
     spool_max_files: int = Field(2000, ge=1)  # uncertain photos kept for later feedback ...
     spool_max_bytes: int = Field(200 * 1024 * 1024, ge=1024)  # ... and their bytes at most
+    # Where those photos wait: empty, a folder in data_dir (one machine); with several API
+    # replicas, a bucket every replica reads, "s3://bucket/prefix" (services/object_spool.py).
+    spool_url: str = ""
+    # The S3 API's address for spool_url (SeaweedFS, MinIO, Ceph...); empty: AWS. Credentials
+    # come the way boto3 reads them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).
+    s3_endpoint_url: str = ""
     daily_predictions_per_user: int = Field(0, ge=0)  # predictions a user may ask a day; 0: no limit
 
     # Serving.
@@ -134,7 +140,7 @@ class Settings(BaseSettings):
     server_keep_alive_seconds: int = Field(5, ge=1)  # idle keep-alive connections are closed after
     log_level: str = "info"
 
-    @field_validator("database_url", "mlflow_uri", "redis_url", "alert_webhook_url")
+    @field_validator("database_url", "mlflow_uri", "redis_url", "alert_webhook_url", "spool_url", "s3_endpoint_url")
     @classmethod
     def _strip(cls, value: str) -> str:
         return value.strip()
@@ -143,6 +149,13 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("spool_url")
+    @classmethod
+    def _bucket_url(cls, value: str) -> str:
+        if value and not (value.startswith("s3://") and len(value) > len("s3://")):
+            raise ValueError("spool_url is empty (a folder in data_dir) or s3://bucket[/prefix]")
+        return value
 
     @field_validator("backbone")
     @classmethod

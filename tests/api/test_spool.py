@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 
-from champipy.services.spool import ImageSpool
+import pytest
+from pydantic import ValidationError
+
+from champipy.services.object_spool import ObjectSpool
+from champipy.services.spool import ImageSpool, open_spool
+from champipy.settings import Settings
 
 
 def test_the_spool_keeps_at_most_max_files_dropping_the_oldest(tmp_path):
@@ -40,3 +46,60 @@ def test_the_spool_keeps_at_most_max_bytes_dropping_the_oldest(tmp_path):
         os.utime(folder / sha, ns=(age * 10**9, age * 10**9))
         assert sum(p.stat().st_size for p in folder.iterdir()) <= 10_000
     assert sorted(p.name for p in folder.iterdir()) == sorted(shas[-3:])
+
+
+# --- the spool in a bucket, for replicas that share no disk (a real SeaweedFS S3 gateway) -----
+def _bucket_spool(object_storage, prefix: str, **caps) -> ObjectSpool:
+    return ObjectSpool(object_storage.client(), f"s3://{object_storage.bucket}/{prefix}", **caps)
+
+
+def _spooled(object_storage, prefix: str) -> list[dict]:
+    listing = object_storage.client().list_objects_v2(Bucket=object_storage.bucket, Prefix=f"{prefix}/")
+    return listing.get("Contents", [])
+
+
+def test_an_image_spooled_by_one_replica_is_read_by_another(object_storage):
+    prefix = f"spool-{uuid.uuid4().hex[:12]}"
+    a, b = _bucket_spool(object_storage, prefix), _bucket_spool(object_storage, prefix)
+    sha = hashlib.sha256(b"photo").hexdigest()
+    a.put(sha, b"photo")
+    assert b.get(sha) == b"photo"
+    assert b.get(hashlib.sha256(b"never spooled").hexdigest()) is None
+    assert b.get("../../etc/passwd") is None  # keys are content hashes, nothing else
+
+
+def test_replicas_sharing_a_bucket_keep_it_within_both_caps(object_storage):
+    prefix = f"spool-{uuid.uuid4().hex[:12]}"
+    first = _bucket_spool(object_storage, prefix, max_files=4, max_bytes=10_000)
+    second = _bucket_spool(object_storage, prefix, max_files=4, max_bytes=10_000)
+    shas = [hashlib.sha256(bytes([i])).hexdigest() for i in range(12)]
+    for i, sha in enumerate(shas):
+        spool = first if i % 2 else second
+        spool.put(sha, b"x" * (3000 if i >= 8 else 100))
+        assert spool.get(sha) is not None  # the image just written is never the one trimmed
+    objects = _spooled(object_storage, prefix)
+    # Each replica lists the bucket once its own count reaches a cap; after the last writes of
+    # 3000 bytes, the byte cap holds 3 of them.
+    assert len(objects) <= 4 and sum(o["Size"] for o in objects) <= 10_000
+    assert first.get(shas[-1]) is not None
+
+
+def test_an_unreachable_bucket_loses_the_spooled_image_not_the_prediction(caplog):
+    from champipy.services.object_spool import s3_client
+
+    spool = ObjectSpool(s3_client("http://127.0.0.1:1"), "s3://nowhere/spool")  # nothing listens
+    sha = hashlib.sha256(b"photo").hexdigest()
+    spool.put(sha, b"photo")  # logged, not raised: the prediction that spools it still answers
+    assert spool.get(sha) is None
+    assert "could not spool image" in caplog.text
+
+
+def test_the_settings_choose_the_bucket_and_refuse_other_urls(object_storage, tmp_path, monkeypatch):
+    for name, value in object_storage.env().items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(data_dir=tmp_path, spool_url=f"s3://{object_storage.bucket}/from-settings")
+    spool = open_spool(settings)
+    assert isinstance(spool, ObjectSpool) and spool.prefix == "from-settings/"
+    assert isinstance(open_spool(Settings(data_dir=tmp_path)), ImageSpool)
+    with pytest.raises(ValidationError, match="s3://bucket"):
+        Settings(data_dir=tmp_path, spool_url="/var/spool")

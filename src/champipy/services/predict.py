@@ -41,7 +41,7 @@ from .ports import ImageFetcher, PredictionObserver
 from .quota import DailyQuota
 from .recent_results import Computed, RecentResults
 from .serving import ModelProvider, ServingModel
-from .spool import ImageSpool
+from .spool import Spool
 from .verdict import is_rejected
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class PredictionService:
         store: Store,
         models: ModelProvider,
         fetcher: ImageFetcher,
-        spool: ImageSpool,
+        spool: Spool,
         quota: DailyQuota | None = None,
         observer: PredictionObserver | None = None,
     ):

@@ -11,8 +11,19 @@ import os
 import re
 import threading
 from pathlib import Path
+from typing import Protocol
+
+from ..settings import Settings
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Spool(Protocol):
+    """What predictions and feedback need of a spool: this folder, or a bucket (object_spool.py)."""
+
+    def put(self, sha256: str, data: bytes) -> None: ...
+
+    def get(self, sha256: str) -> bytes | None: ...
 
 
 class ImageSpool:
@@ -68,3 +79,14 @@ class ImageSpool:
                 oldest.unlink(missing_ok=True)
                 total -= size
             self._count, self._bytes = len(files), total
+
+
+def open_spool(settings: Settings) -> Spool:
+    """The folder in data_dir, or the bucket of ``CHAMPIPY_SPOOL_URL`` shared by replicas."""
+    if settings.spool_url:
+        from .object_spool import ObjectSpool, s3_client
+
+        return ObjectSpool(
+            s3_client(settings.s3_endpoint_url), settings.spool_url, settings.spool_max_files, settings.spool_max_bytes
+        )
+    return ImageSpool(settings.data_dir / "spool", settings.spool_max_files, settings.spool_max_bytes)
