@@ -52,12 +52,15 @@ def serve(
 def _train_first_model_if_needed(container: Container) -> None:
     """A bare machine's first start: train and promote a model before serving (about a minute
     or two on a laptop), so the first prediction works."""
-    from ..services.bootstrap import needs_first_model, train_first_model
+    from ..services.bootstrap import first_model_once, train_first_model
     from .models import training_progress
 
-    settings = container.settings
-    assert container.registry is not None and container.lifecycle is not None  # a server container
-    if not needs_first_model(settings, container.registry):
-        return
-    with training_progress(settings) as on_progress:
-        train_first_model(settings, container.lifecycle, on_progress)
+    settings, lifecycle = container.settings, container.lifecycle
+    assert container.registry is not None and lifecycle is not None  # a server container
+
+    def train() -> None:
+        with training_progress(settings) as on_progress:
+            train_first_model(settings, lifecycle, on_progress)
+
+    # Replicas started together on an empty registry: one trains, the others wait, then serve.
+    first_model_once(settings, container.registry, train)

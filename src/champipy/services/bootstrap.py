@@ -23,6 +23,24 @@ def needs_first_model(settings: Settings, registry: Registry) -> bool:
     return settings.bootstrap_model and registry.alias_version(settings.production_alias) is None
 
 
+def first_model_once(settings: Settings, registry: Registry, train: Callable[[], object]) -> bool:
+    """Run ``train`` unless a version serves, at most once across replicas starting together.
+
+    True when this process trained; False when a version served already or another replica
+    promoted one while this one waited for the lock.
+    """
+    from .first_model_lock import first_model_lock
+
+    if not needs_first_model(settings, registry):
+        return False
+    with first_model_lock(settings):
+        if not needs_first_model(settings, registry):
+            log.info("another replica promoted a first model meanwhile: serving it")
+            return False
+        train()
+        return True
+
+
 def train_first_model(
     settings: Settings, lifecycle: ModelLifecycle, progress: Callable[[dict[str, Any]], None] | None = None
 ) -> str | None:
