@@ -58,5 +58,9 @@ def test_a_full_service_refuses_new_photos_cleanly_and_still_answers_cached_ones
     assert metric(metrics, "champipy_predictions_refused_busy_total") == 1
     assert metric(metrics, "champipy_predictions_pending") == 2
     assert metric(metrics, "champipy_predictions_pending_limit") == 2
+    # The slots this test holds compute nothing: they count as admitted and waiting.
+    assert metric(metrics, "champipy_inferences_in_flight") == 0
+    assert metric(metrics, "champipy_inferences_queued") == 2
+    assert metric(metrics, "champipy_downloads_in_flight") == 0
     accepted = upload(c, new)
     assert accepted.status_code == 200 and accepted.json()["cached"] is False

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 from champipy.api.app import create_app
 from champipy.api.metrics import Metrics
+from champipy.container import build_container
 from champipy.services.prediction_events import PredictionEvents
+from champipy.settings import Settings
 from champipy.store.base import JobState, Prediction, SpeciesScore
 from support.live_server import client, live_server
 
@@ -117,3 +119,19 @@ def test_a_store_failure_does_not_break_the_scrape():
     assert "champipy_metrics_store_errors 1.0" in text
     assert "champipy_jobs{" not in text
     assert "champipy_model_loaded 0.0" in text
+
+
+def test_the_job_queue_depth_is_what_waits_for_a_worker(tmp_path):
+    # A serving container without a consumer: what it submits stays in the queue (SQLite here,
+    # Redis in a deployment), which is what a worker autoscaler reads.
+    settings = Settings(data_dir=tmp_path / "data", bootstrap_model=False)
+    container = build_container(settings, serving=True)
+    try:
+        with live_server(create_app(settings, container=container)) as base_url, client(base_url) as c:
+            assert sample(scrape(c), "champipy_job_queue_depth") == 0
+        for _ in range(2):
+            container.jobs.submit("import", {"folder": str(tmp_path)})
+        with live_server(create_app(settings, container=container)) as base_url, client(base_url) as c:
+            assert sample(scrape(c), "champipy_job_queue_depth") == 2  # a new app: nothing cached
+    finally:
+        container.close()

@@ -153,6 +153,8 @@ class _StateCollector:
         self._jobs_read_at = float("-inf")
         self._last_check: dict[str, Any] | None = None
         self._check_read_at = float("-inf")
+        self._queue_depth: int | None = None
+        self._queue_read_at = float("-inf")
         self._store_errors = 0
 
     def describe(self) -> list[Metric]:
@@ -167,13 +169,31 @@ class _StateCollector:
         yield from self._drift(container)
         yield from self._sign_ins(container)
         yield from self._admission(container)
+        yield from self._job_queue(container)
 
     @staticmethod
     def _admission(container: Container) -> Iterator[Metric]:
-        gate = getattr(getattr(container, "predictor", None), "admission", None)
-        if gate is None:
+        predictor = getattr(container, "predictor", None)
+        gate = getattr(predictor, "admission", None)
+        if predictor is None or gate is None:
             return
-        yield GaugeMetricFamily("champipy_predictions_pending", "Predictions being computed now.", value=gate.pending)
+        computing = predictor.computing.count
+        yield GaugeMetricFamily(
+            "champipy_predictions_pending", "Predictions admitted now (computing or waiting).", value=gate.pending
+        )
+        yield GaugeMetricFamily(
+            "champipy_inferences_in_flight", "Images being decoded and run through the model now.", value=computing
+        )
+        yield GaugeMetricFamily(
+            "champipy_inferences_queued",
+            "Admitted predictions waiting for the result of the same image computed by another request.",
+            value=max(0, gate.pending - computing),
+        )
+        yield GaugeMetricFamily(
+            "champipy_downloads_in_flight",
+            "Image URLs being downloaded for a prediction now.",
+            value=predictor.downloads.in_flight,
+        )
         yield GaugeMetricFamily(
             "champipy_predictions_pending_limit",
             "Predictions computed at once before 503 (CHAMPIPY_MAX_PENDING_PREDICTIONS).",
@@ -252,6 +272,26 @@ class _StateCollector:
             alerts.add_metric([signal["name"]], float(bool(signal.get("alert"))))
         yield values
         yield alerts
+
+    def _job_queue(self, container: Container) -> Iterator[Metric]:
+        """Tasks waiting in the queue (SQLite or Redis): what a worker autoscaler reads."""
+        runner = getattr(container, "jobs", None)
+        if runner is None:
+            return
+        with self._lock:
+            now = time.monotonic()
+            if now - self._queue_read_at >= JOB_COUNT_TTL_SECONDS:
+                self._queue_read_at = now
+                try:
+                    self._queue_depth = runner.huey.pending_count()
+                except Exception as exc:
+                    self._queue_depth = None
+                    log.warning("metrics: cannot read the job queue: %s", exc)
+            depth = self._queue_depth
+        if depth is not None:
+            yield GaugeMetricFamily(
+                "champipy_job_queue_depth", "Jobs queued and not yet taken by a worker.", value=depth
+            )
 
     def _job_counts(self, container: Container) -> Iterator[Metric]:
         with self._lock:

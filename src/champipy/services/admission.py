@@ -54,12 +54,40 @@ class AdmissionGate:
             self._slots.release()
 
 
+class InFlight:
+    """How many threads are inside a block now (for /metrics)."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @contextmanager
+    def inside(self) -> Iterator[None]:
+        with self._lock:
+            self._count += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+
+
 class PerUserLimit:
     def __init__(self, limit: int, retry_after_seconds: int = 2):
         self.limit = limit
         self.retry_after_seconds = retry_after_seconds
         self._in_flight: dict[str, int] = {}  # only users with one in flight: bounded by them
         self._lock = threading.Lock()
+
+    @property
+    def in_flight(self) -> int:
+        """Downloads in progress, all users together."""
+        with self._lock:
+            return sum(self._in_flight.values())
 
     @contextmanager
     def slot(self, username: str) -> Iterator[None]:

@@ -35,7 +35,7 @@ from ..store.base import (
     User,
     utcnow,
 )
-from .admission import AdmissionGate, PerUserLimit
+from .admission import AdmissionGate, InFlight, PerUserLimit
 from .mo_resolver import MoResolver
 from .ports import ImageFetcher, PredictionObserver
 from .quota import DailyQuota
@@ -101,6 +101,8 @@ class PredictionService:
         self.recent = RecentResults()
         self.admission = AdmissionGate(settings.max_pending_predictions)
         self.downloads = PerUserLimit(settings.fetch_per_user)
+        # Admitted predictions are either computing or waiting for the same image's result.
+        self.computing = InFlight()
 
     # --- entry points ------------------------------------------------------------------
     def predict_url(self, url: str, top_k: int, user: User) -> PredictionOutcome:
@@ -185,8 +187,9 @@ class PredictionService:
             if computed is not None:
                 return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
             started = time.perf_counter()
-            decoded = decode_image(data, self.settings.image_limits)
-            computed = _compute(model, decoded.image)
+            with self.computing.inside():
+                decoded = decode_image(data, self.settings.image_limits)
+                computed = _compute(model, decoded.image)
             latency_ms = (time.perf_counter() - started) * 1000
             prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=latency_ms)
             self.recent.remember_results(sha, model.version, computed)
