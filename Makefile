@@ -9,7 +9,7 @@ DATASETS ?= $(abspath ../shared/datasets/champipy)
 export CHAMPIPY_DATASET_DIR ?= $(DATASETS)/train
 export CHAMPIPY_EVAL_DIR ?= $(DATASETS)/eval
 
-.PHONY: install run test test-fast test-unit bench mongo-venv clean lint check-container check-load fuzz audit
+.PHONY: install run test test-fast test-unit bench mongo-venv clean lint check-container check-load check-replicas fuzz audit
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ChampiPy needs Python >= 3.11 (set PYTHON=...)"; exit 1; }
@@ -85,6 +85,11 @@ check-container: install
 ## 16 clients for 60 s of mixed cached/uncached predictions: no errors, every answer stored.
 check-load: install
 	$(BIN)/pytest tests/ops -m load -s
+
+## Two API replicas + two workers on PostgreSQL, Redis, an MLflow server and S3 (SeaweedFS):
+## one first model, shared cache, lockout, revocation, spool, jobs, promotion, load, one monitor.
+check-replicas: install
+	$(BIN)/pytest tests/ops -m replicas -s
 
 ## Schemathesis over the OpenAPI schema, signed in: no 5xx.
 fuzz: install

@@ -25,6 +25,7 @@ OPT_IN_MARKERS = {
     "load": "a minute of concurrent traffic against a live server (make check-load)",
     "fuzz": "schemathesis over the OpenAPI schema against a live server (make fuzz)",
     "audit": "hostile inputs replayed against a live server (make audit)",
+    "replicas": "two API replicas and two workers sharing PostgreSQL, Redis, MLflow and S3 (make check-replicas)",
 }
 
 

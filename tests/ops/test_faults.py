@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from support.live_server import client
-from support.processes import stop_process_group
+from support.mlflow_server import MlflowServer
 
 from .helpers import sample, scrape, wait_until
 from .serving import dataset_photos, serve, upload, variant
@@ -97,58 +97,20 @@ def test_unreadable_mlflow_store_keeps_the_serving_model(tmp_path, trained_regis
 @pytest.fixture
 def mlflow_server(tmp_path):
     """``start(backend_uri)`` runs an MLflow tracking server on 127.0.0.1; ``stop()`` kills it."""
-    import sys
+    servers: list[MlflowServer] = []
 
-    import httpx
-
-    from support.live_server import free_port
-
-    servers = []
-
-    class Server:
+    class Servers:
         def start(self, backend_uri: str) -> str:
-            self.port = free_port()
-            mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
-            self.log = (tmp_path / f"mlflow-{len(servers)}.log").open("w")
-            self.process = subprocess.Popen(
-                [
-                    mlflow,
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    backend_uri,
-                    "--default-artifact-root",
-                    str(tmp_path / "mlflow-artifacts"),
-                ],
-                # Its own process group: the server starts a job runner and Huey consumers that
-                # killing the server alone left running after the suite.
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+            server = MlflowServer(
+                backend_uri, tmp_path / f"mlflow-{len(servers)}.log", str(tmp_path / "mlflow-artifacts")
             )
-            servers.append(self)
-            url = f"http://127.0.0.1:{self.port}"
-
-            def answers() -> bool:
-                assert self.process.poll() is None, (tmp_path / f"mlflow-{len(servers) - 1}.log").read_text()[-2000:]
-                try:
-                    return httpx.get(f"{url}/health", timeout=2, trust_env=False).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_until(answers, timeout=90, interval=0.5, what="the MLflow server to answer")
-            return url
+            servers.append(server)
+            return server.start()
 
         def stop(self) -> None:
-            stop_process_group(self.process)  # also when the server itself already exited
-            self.log.close()
+            servers[-1].stop()
 
-    yield Server()
+    yield Servers()
     for server in servers:
         server.stop()
 
