@@ -16,6 +16,8 @@ def test_status_is_public_and_says_no_model_yet(http):
     body = answer.json()
     assert body["status"] == "ok" and body["version"] == __version__
     assert body["model"]["loaded"] is False
+    not_ready = http.get("/status", params={"ready": "true"})  # what a readiness probe asks
+    assert not_ready.status_code == 503 and not_ready.json()["model"]["loaded"] is False
 
 
 def test_dbconnex_is_public_and_true_on_a_working_database(http):

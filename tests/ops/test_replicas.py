@@ -218,6 +218,8 @@ def _token(url: str, auth: tuple[str, str], name: str) -> tuple[str, str]:
 def test_replicas_started_together_trained_exactly_one_first_model(deployment):
     assert deployment.versions() == ["1"]
     assert _loaded_version(deployment.a) == _loaded_version(deployment.b) == "1"
+    for url in (deployment.a, deployment.b):  # the Kubernetes readiness probe's question
+        assert httpx.get(f"{url}/status", params={"ready": "true"}, trust_env=False).status_code == 200
     trained = [n for n in ("a", "b") if "training a first one" in deployment.log_text(n)]
     waited = [n for n in ("a", "b") if "another replica promoted a first model" in deployment.log_text(n)]
     assert len(trained) == 1 and len(waited) == 1, (trained, waited)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ... import __version__
@@ -19,9 +21,20 @@ router = APIRouter(tags=["general"])
 DB_CHECK_SECONDS = 3.0
 
 
-@router.get("/status", response_model=StatusOut, summary="Is the API up, and which model serves")
-async def status(container: ContainerDep) -> StatusOut:  # async: answers while the thread pool is full
-    return StatusOut(status="ok", version=__version__, model=container.model_status())
+@router.get(
+    "/status",
+    response_model=StatusOut,
+    responses={503: {"model": StatusOut, "description": "With ready=true: up, but no model serves yet"}},
+    summary="Is the API up, and which model serves",
+)
+async def status(  # async: answers while the thread pool is full
+    container: ContainerDep,
+    ready: Annotated[bool, Query(description="503 until a model serves (a readiness probe)")] = False,
+) -> StatusOut | JSONResponse:
+    answer = StatusOut(status="ok", version=__version__, model=container.model_status())
+    if ready and not answer.model.loaded:
+        return JSONResponse(answer.model_dump(mode="json"), status_code=503)
+    return answer
 
 
 @router.get("/dbconnex", response_model=DbConnexOut, summary="Can the API reach its database")
