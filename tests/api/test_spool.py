@@ -84,6 +84,14 @@ def test_replicas_sharing_a_bucket_keep_it_within_both_caps(object_storage):
     assert first.get(shas[-1]) is not None
 
 
+def test_the_bucket_refuses_a_wrong_key(object_storage):
+    # The gateway checks signatures: the tests talk to it as a deployment's replicas would.
+    from botocore.exceptions import ClientError
+
+    with pytest.raises(ClientError):
+        object_storage.client(secret_key="not-the-key").list_objects_v2(Bucket=object_storage.bucket)
+
+
 def test_an_unreachable_bucket_loses_the_spooled_image_not_the_prediction(caplog):
     from champipy.services.object_spool import s3_client
 

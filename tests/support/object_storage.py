@@ -2,11 +2,14 @@
 
 ``weed server`` runs its master, volume server, filer and S3 gateway in one process. Every
 port is chosen here, gRPC ones too (SeaweedFS would otherwise add 10000 to each HTTP port),
-and telemetry and the optional catalog servers are off, so it talks to nothing else.
+and telemetry and the optional catalog servers are off, so it talks to nothing else. Its
+admin identity comes from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, as in compose.yaml, so
+requests are signed and checked.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -41,14 +44,14 @@ class ObjectStorage:
             "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
         }
 
-    def client(self):
+    def client(self, secret_key: str = SECRET_KEY):
         import boto3
 
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
+            aws_secret_access_key=secret_key,
             region_name="us-east-1",
         )
 
@@ -97,7 +100,13 @@ def running_seaweedfs(directory: Path, log: Path, timeout: float = 60.0) -> Iter
         "-s3.port.lance=0",
     ]
     with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY},
+        )
     storage = ObjectStorage(f"http://127.0.0.1:{s3}")
     try:
         deadline = time.monotonic() + timeout
