@@ -5,8 +5,8 @@ process has a data folder of its own: no shared disk.
 
 The checks run in file order on one deployment (``make check-replicas``):
 both replicas start together on an empty registry and exactly one version is trained; a
-prediction computed on A is cached on B; sign-in lockout, token revocation and feedback on
-spooled images hold across replicas; a fine-tune submitted on A runs once on a worker with its
+prediction computed on A is cached on B; sign-in lockout, token revocation, page sessions and
+feedback on spooled images hold across replicas; a fine-tune submitted on A runs once on a worker with its
 progress visible from B; a promotion through A is served by B; 8 clients over both replicas for
 30 s lose nothing; the minute's scheduled monitor check runs once although both workers run
 the schedule. Only 127.0.0.1 is contacted.
@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import random
+import re
 import secrets
 import subprocess
 import sys
@@ -37,6 +38,7 @@ from PIL import Image
 from psycopg import sql
 
 from champipy.store import Store, open_store
+from champipy.web.session import SESSION_COOKIE
 from support.live_server import client, free_port
 from support.mlflow_server import MlflowServer
 from support.processes import stop_process_group
@@ -259,6 +261,20 @@ def test_a_token_revoked_on_a_is_refused_by_b_at_once(deployment):
         with client(deployment.a, auth=account.auth) as a:
             assert a.delete(f"/tokens/{token_id}").status_code == 204
         assert b.get("/predictions/recent").status_code == 401  # the next request, not 10 s later
+
+
+def test_a_page_session_signed_in_on_a_opens_b(deployment):
+    with client(deployment.a) as a:
+        form = a.get("/login").text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        answer = a.post(
+            "/login", data={"username": "admin", "password": ADMIN_PASSWORD, "csrf_token": token, "next": "/admin"}
+        )
+        assert answer.status_code == 303
+        session = a.cookies[SESSION_COOKIE]
+    with client(deployment.b, cookies={SESSION_COOKIE: session}) as b:
+        page = b.get("/admin")
+    assert page.status_code == 200 and "csrf-token" in page.text  # the dashboard, not the sign-in form
 
 
 def test_feedback_on_b_stores_the_spooled_photo_predicted_on_a(deployment):

@@ -51,6 +51,11 @@ def load_secret_key(settings: Settings) -> bytes:
         if len(settings.secret_key) < MIN_SECRET_CHARS:
             log.warning("CHAMPIPY_SECRET_KEY is shorter than %d characters: use a long random value", MIN_SECRET_CHARS)
         return settings.secret_key.encode("utf-8")
+    if settings.redis_url:  # Redis means several processes, maybe on several machines
+        log.warning(
+            "CHAMPIPY_SECRET_KEY is not set: this process signs sessions with its own key, which "
+            "other API replicas reject; give every replica the same CHAMPIPY_SECRET_KEY"
+        )
     path = settings.ensure_data_dir() / SECRET_FILE
     existing = _read_key_file(path)
     if existing:
