@@ -65,6 +65,7 @@ class Deployment:
     mlflow_url: str
     logs: Path
     spool_prefix: str
+    artifacts_prefix: str
     object_storage: object
     dataset: Path
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
@@ -138,10 +139,11 @@ def deployment(tmp_path_factory, postgres_databases, object_storage) -> Iterator
 
     run = uuid.uuid4().hex[:8]
     storage_env = object_storage.env()
+    artifacts_prefix = f"mlartifacts-{run}"
     mlflow = MlflowServer(
         mlflow_backend,
         logs / "mlflow.log",
-        f"s3://{object_storage.bucket}/mlartifacts-{run}",
+        f"s3://{object_storage.bucket}/{artifacts_prefix}",
         serve_artifacts=True,
         env=storage_env,
     )
@@ -186,7 +188,17 @@ def deployment(tmp_path_factory, postgres_databases, object_storage) -> Iterator
 
         wait_until(both_serve, timeout=600, interval=1, what="both replicas to serve a first model")
         yield Deployment(
-            urls["a"], urls["b"], env, store, mlflow_url, logs, spool_prefix, object_storage, dataset, processes
+            urls["a"],
+            urls["b"],
+            env,
+            store,
+            mlflow_url,
+            logs,
+            spool_prefix,
+            artifacts_prefix,
+            object_storage,
+            dataset,
+            processes,
         )
     finally:
         for process in processes.values():
@@ -225,6 +237,11 @@ def test_replicas_started_together_trained_exactly_one_first_model(deployment):
     trained = [n for n in ("a", "b") if "training a first one" in deployment.log_text(n)]
     waited = [n for n in ("a", "b") if "another replica promoted a first model" in deployment.log_text(n)]
     assert len(trained) == 1 and len(waited) == 1, (trained, waited)
+    # The model the replicas loaded came through the MLflow server from the bucket.
+    stored = deployment.object_storage.client().list_objects_v2(
+        Bucket=deployment.object_storage.bucket, Prefix=f"{deployment.artifacts_prefix}/"
+    )
+    assert any(item["Key"].endswith(".onnx") for item in stored.get("Contents", [])), stored.get("Contents")
 
 
 def test_a_prediction_computed_on_a_is_cached_on_b(deployment):

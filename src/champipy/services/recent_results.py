@@ -4,6 +4,11 @@ The store is the cache that survives restarts and is shared between processes; t
 front of it so a repeated image costs no store reads. It only holds what cannot go stale: the
 results computed for (image SHA-256, model version), and the images known to be kept for
 training (images are never deleted). Bounded, least recently used first out.
+
+So each API replica may keep its own copy without any coordination: no other replica can make
+an entry here wrong, because no replica ever changes a fact once it holds. (What can change,
+such as a token's user, is remembered elsewhere and revoked across replicas:
+services/token_revocations.py.)
 """
 
 from __future__ import annotations
