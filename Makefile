@@ -8,6 +8,9 @@ DATASETS ?= $(abspath ../shared/datasets/champipy)
 # The photo folders (species sub-folders) used to train the first model, by tests and benches.
 export CHAMPIPY_DATASET_DIR ?= $(DATASETS)/train
 export CHAMPIPY_EVAL_DIR ?= $(DATASETS)/eval
+# The original ChampiPy's repository (a clone or a bare mirror): tests/api/test_original_suite.py
+# runs its own API tests against /v0, and is skipped where no copy exists.
+export CHAMPIPY_ORIGINAL_REPO ?= $(abspath ../.mirror/bbastien1+MLOps_ChampiPy/repo)
 
 .PHONY: install run test test-fast test-unit bench mongo-venv clean lint check-container check-load check-replicas fuzz audit
 
