@@ -92,7 +92,11 @@ def main() -> None:
     print(f"{'way':<20} {'us/call':>10} {'x baseline':>11}")
     for name, value in medians.items():
         print(f"{name:<20} {value:>10.1f} {value / baseline:>11.1f}")
-    print(json.dumps({"bench": "token_check", "us_per_call": medians, "ratio": {n: v / baseline for n, v in medians.items()}}))
+    print(
+        json.dumps(
+            {"bench": "token_check", "us_per_call": medians, "ratio": {n: v / baseline for n, v in medians.items()}}
+        )
+    )
 
 
 if __name__ == "__main__":

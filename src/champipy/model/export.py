@@ -19,6 +19,7 @@ from torch import nn
 from .. import __version__
 from ..artifacts import META_FILE, MODEL_FILE
 from ..errors import ChampipyError
+from . import onnx_graph
 from .backbone import SpeciesNet
 from .classifier import Classifier
 from .onnx_warnings import known_export_warnings_silenced
@@ -87,9 +88,14 @@ def metadata(trained: TrainedModel) -> dict[str, Any]:
     }
 
 
-def export_serving_model(trained: TrainedModel, directory: Path | str, sample: np.ndarray | None = None) -> Path:
+def export_serving_model(
+    trained: TrainedModel, directory: Path | str, sample: np.ndarray | None = None, *, fold_padding: bool = True
+) -> Path:
     """Write ``model.onnx`` and ``champipy_model.json`` into ``directory`` and check parity
-    on ``sample`` (N, 3, H, W) inputs (random ones when not given). Returns the directory."""
+    on ``sample`` (N, 3, H, W) inputs (random ones when not given). Returns the directory.
+
+    ``fold_padding`` (model/onnx_graph.py) puts the "SAME" pads into the convolutions;
+    off only to measure what that saves (bench/bench_inference.py)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     module = serving_module(trained)
@@ -108,6 +114,8 @@ def export_serving_model(trained: TrainedModel, directory: Path | str, sample: n
             dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
             do_constant_folding=True,
         )
+    if fold_padding:
+        onnx_graph.fold_padding(directory / MODEL_FILE)
     (directory / META_FILE).write_text(json.dumps(metadata(trained), indent=2))
     check_parity(module, directory, sample)
     return directory
