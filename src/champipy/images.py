@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -47,8 +48,15 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+def decode_image(
+    data: bytes, limits: ImageLimits = ImageLimits(), *, min_short_side: int | None = None
+) -> DecodedImage:
     """Decode with Pillow from the bytes alone (never trusting a Content-Type).
+
+    With ``min_short_side``, a JPEG may be decoded at 1/2, 1/4 or 1/8 of its size (the
+    decoder's own DCT scaling, Pillow's ``draft``) as long as its short side stays at least that
+    long: a 12-megapixel photo then costs about what a 1-megapixel one does, and the model, which
+    reads a few hundred pixels, sees the same photo. ``width`` and ``height`` stay the file's.
 
     Raises NotAnImage for anything that is not a readable image of an accepted format,
     TooLarge for more than ``limits.max_pixels`` pixels (decompression bombs) and UnsupportedImageShape
@@ -66,6 +74,10 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> DecodedIma
             width, height = probe.size
             _check_size(width, height, limits)
             fmt = probe.format or "unknown"
+            if min_short_side and fmt == "JPEG":
+                scale = min_short_side / min(width, height)
+                if scale <= 0.5:
+                    probe.draft(None, (math.ceil(width * scale), math.ceil(height * scale)))
             probe.load()
             image = to_rgb(probe)
     except (TooLarge, UnsupportedImageShape):

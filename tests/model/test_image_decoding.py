@@ -75,3 +75,32 @@ def test_crop_inside_the_resize_gives_the_pixels_of_resize_then_crop(size: tuple
     # Pillow's filter weights come out a rounding apart for the shifted source box.
     assert np.abs(direct - two_steps).max() <= 1
     assert (direct != two_steps).mean() < 0.005
+
+
+# --- decoding a large JPEG at the size the model needs ------------------------------------------
+def smooth_photo(width: int, height: int) -> Image.Image:
+    """Low-frequency content, like a photo's: what any good downscale keeps."""
+    y, x = np.mgrid[0:height, 0:width] / max(width, height)
+    channels = [np.sin(2 * np.pi * (x * f1 + y * f2)) for f1, f2 in ((1.5, 0.5), (0.7, 2.1), (2.5, 1.1))]
+    return Image.fromarray(((np.stack(channels, -1) + 1) * 127.5).astype(np.uint8))
+
+
+def test_a_large_jpeg_is_decoded_reduced_but_never_below_the_short_side_asked():
+    data = encoded(smooth_photo(4000, 3000), "JPEG", quality=90)
+    reduced = decode_image(data, min_short_side=260)
+    assert reduced.image.size == (500, 375)  # 1/8: the smallest scale keeping >= 260 px
+    assert (reduced.width, reduced.height) == (4000, 3000)  # what the file holds
+    assert decode_image(data, min_short_side=400).image.size == (1000, 750)  # 1/4
+    assert decode_image(data).image.size == (4000, 3000)  # not asked: full size
+
+
+def test_only_jpegs_that_are_at_least_twice_as_large_are_reduced():
+    assert decode_image(encoded(smooth_photo(640, 480), "JPEG"), min_short_side=260).image.size == (640, 480)
+    assert decode_image(encoded(smooth_photo(2000, 1500), "PNG"), min_short_side=260).image.size == (2000, 1500)
+
+
+def test_the_model_input_from_a_reduced_decode_matches_the_full_one():
+    data = encoded(smooth_photo(4000, 3000), "JPEG", quality=90)
+    full = np.asarray(resize_and_crop(decode_image(data).image, 260), dtype=np.float32)
+    reduced = np.asarray(resize_and_crop(decode_image(data, min_short_side=260).image, 260), dtype=np.float32)
+    assert np.abs(full - reduced).mean() < 1.0  # of 255: the same picture

@@ -188,7 +188,8 @@ class PredictionService:
                 return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
             started = time.perf_counter()
             with self.computing.inside():
-                decoded = decode_image(data, self.settings.image_limits)
+                # Decoded no larger than the model needs (the kept copy is made from it too).
+                decoded = decode_image(data, self.settings.image_limits, min_short_side=model.classifier.image_size)
                 computed = _compute(model, decoded.image)
             latency_ms = (time.perf_counter() - started) * 1000
             prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=latency_ms)
