@@ -113,13 +113,14 @@ def _check_size(width: int, height: int, limits: ImageLimits) -> None:
         )
 
 
-def bounded_copy(data: bytes, image: Image.Image, max_side: int = 1024, max_bytes: int = 2 * 1024 * 1024) -> bytes:
-    """The bytes to keep of a photo: the original when it is at most ``max_side`` px and
-    ``max_bytes`` long (every training photo is), else ``image`` (decoded RGB) shrunk to fit and
-    re-encoded as a JPEG. The model reads 260 px; kept photos need not cost 15 MB each."""
-    if max(image.size) <= max_side and len(data) <= max_bytes:
+def bounded_copy(data: bytes, decoded: DecodedImage, max_side: int = 1024, max_bytes: int = 2 * 1024 * 1024) -> bytes:
+    """The bytes to keep of a photo: the original when the file is at most ``max_side`` px and
+    ``max_bytes`` long (every training photo is), else the decoded image shrunk to fit and
+    re-encoded as a JPEG. The model reads 260 px; kept photos need not cost 15 MB each. A photo
+    decoded at reduced size (``min_short_side``) is kept at that size when it fits."""
+    if max(decoded.width, decoded.height) <= max_side and len(data) <= max_bytes:
         return data
-    copy = image.copy()
+    copy = decoded.image.copy()
     copy.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     copy.save(buffer, "JPEG", quality=90)

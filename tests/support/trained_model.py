@@ -14,6 +14,8 @@ from champipy.settings import Settings
 
 PER_SPECIES = 12
 EVAL_PER_SPECIES = 4  # keeps each service's first /accuracy call short
+# lite0: the default (lite2) is more accurate but slower, and tests need speed
+BACKBONE = "lite0"
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,7 @@ def train_small_registry(root: Path) -> TrainedRegistry:
     for example in examples_from_folder(base.dataset_dir):
         per_label.setdefault(example.label, []).append(example)
     subset = [e for examples in per_label.values() for e in examples[:PER_SPECIES]]
-    # lite0: the default (lite2) is more accurate but slower, and tests need speed
-    outcome = train_and_register(settings, subset, TrainConfig(backbone="lite0", seed=0))
+    outcome = train_and_register(settings, subset, TrainConfig(backbone=BACKBONE, seed=0))
     version = str(outcome.version.version)
     Registry(settings).promote(version)
     return TrainedRegistry(root / "mlflow.db", version, Path(base.dataset_dir), eval_subset)

@@ -194,9 +194,7 @@ class PredictionService:
             latency_ms = (time.perf_counter() - started) * 1000
             prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=latency_ms)
             self.recent.remember_results(sha, model.version, computed)
-        kept = self._keep_for_training(
-            bounded_copy(data, decoded.image, self.settings.kept_image_max_side), prediction, user
-        )
+        kept = self._keep_for_training(bounded_copy(data, decoded, self.settings.kept_image_max_side), prediction, user)
         return self._outcome(prediction, top_k, kept)
 
     def _known_results(self, sha: str, model_version: str) -> Computed | None:
@@ -292,9 +290,7 @@ class PredictionService:
         data = self._refetch(prediction)
         if data is None:
             return None
-        return bounded_copy(
-            data, decode_image(data, self.settings.image_limits).image, self.settings.kept_image_max_side
-        )
+        return bounded_copy(data, decode_image(data, self.settings.image_limits), self.settings.kept_image_max_side)
 
     def _refetch(self, prediction: Prediction) -> bytes | None:
         if not prediction.source_url:
