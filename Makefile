@@ -53,6 +53,9 @@ bench: install
 	$(BIN)/python bench/bench_observation_cost.py
 	$(BIN)/python bench/bench_drift.py
 	$(BIN)/python bench/bench_drift_replay.py
+	$(BIN)/python bench/bench_decode.py
+	$(BIN)/python bench/bench_peers.py
+	$(BIN)/python bench/bench_token_check.py
 
 # --- operations: linters, the container, load and fuzz runs -------------------------------------
 # The linters live in their own folder (the project's venv does not need them): check-jsonschema
