@@ -5,8 +5,8 @@ wait here, bounded in objects and bytes, so an expert's feedback on any replica 
 store the photo another replica predicted. Keys are content hashes, so two replicas writing
 the same image write the same object.
 
-Objects are trimmed oldest first. Each replica counts what it wrote and lists the bucket only
-when its count says a cap may be reached, as the folder spool lists its folder; between two
+Objects are trimmed oldest first by the folder spool's ``SpoolCaps``: each replica counts what
+it wrote and lists the bucket only when its count says a cap may be reached; between two
 listings the bucket can hold what the other replicas wrote meanwhile (at most one listing
 interval of their traffic over the caps).
 
@@ -17,13 +17,11 @@ later feedback answers 409 (upload it again) unless the image URL can be fetched
 from __future__ import annotations
 
 import logging
-import re
-import threading
 from typing import Any
 
-log = logging.getLogger(__name__)
+from .spool import SHA256, SpoolCaps
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+log = logging.getLogger(__name__)
 
 
 def parse_bucket_url(url: str) -> tuple[str, str]:
@@ -46,11 +44,7 @@ class ObjectSpool:
     def __init__(self, client: Any, bucket_url: str, max_files: int = 2000, max_bytes: int = 200 * 1024 * 1024):
         self.client = client
         self.bucket, self.prefix = parse_bucket_url(bucket_url)
-        self.max_files = max_files
-        self.max_bytes = max_bytes
-        self._lock = threading.Lock()
-        self._count: int | None = None  # objects there, as far as this replica knows
-        self._bytes = 0
+        self.caps = SpoolCaps(max_files, max_bytes)
         self._ensure_bucket()
 
     def _ensure_bucket(self) -> None:
@@ -67,7 +61,7 @@ class ObjectSpool:
             log.warning("the spool bucket %r cannot be reached: %s", self.bucket, exc)
 
     def _key(self, sha256: str) -> str:
-        if not _SHA256.match(sha256):
+        if not SHA256.match(sha256):
             raise ValueError("not a SHA-256 hex digest")
         return self.prefix + sha256
 
@@ -75,7 +69,7 @@ class ObjectSpool:
         try:
             key = self._key(sha256)
             self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
-            self._trim(len(data), key)
+            self.caps.trim(len(data), lambda: self._objects(key), self._delete)
         except ValueError:
             raise
         except Exception as exc:
@@ -92,25 +86,16 @@ class ObjectSpool:
                 log.warning("could not read spooled image %s: %s", sha256[:12], exc)
             return None
 
-    def _trim(self, added_bytes: int, written: str) -> None:
-        with self._lock:
-            if self._count is not None and self._count < self.max_files and self._bytes + added_bytes <= self.max_bytes:
-                self._count += 1
-                self._bytes += added_bytes
-                return
-            objects = []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
-                for item in page.get("Contents", []):
-                    if _SHA256.match(item["Key"][len(self.prefix) :]):
-                        objects.append((item["LastModified"], item["Size"], item["Key"]))
-            # Times have whole seconds: among equals, the object just written goes last.
-            objects.sort(key=lambda item: (item[0], item[2] == written))
-            total = sum(size for _, size, _ in objects)
-            doomed = []
-            while objects and (len(objects) > self.max_files or total > self.max_bytes):
-                _, size, key = objects.pop(0)
-                doomed.append({"Key": key})
-                total -= size
-            for start in range(0, len(doomed), 1000):  # the API deletes at most 1000 at once
-                self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": doomed[start : start + 1000]})
-            self._count, self._bytes = len(objects), total
+    def _objects(self, written: str) -> list[tuple[Any, int, str]]:
+        objects = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for item in page.get("Contents", []):
+                if SHA256.match(item["Key"][len(self.prefix) :]):
+                    # Times have whole seconds: among equals, the object just written goes last.
+                    objects.append(((item["LastModified"], item["Key"] == written), item["Size"], item["Key"]))
+        return objects
+
+    def _delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):  # the API deletes at most 1000 at once
+            chunk = [{"Key": key} for key in keys[start : start + 1000]]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": chunk})

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..settings import Settings
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")  # spooled images are named by their content
 
 
 class Spool(Protocol):
@@ -26,18 +27,53 @@ class Spool(Protocol):
     def get(self, sha256: str) -> bytes | None: ...
 
 
-class ImageSpool:
-    def __init__(self, directory: Path, max_files: int = 2000, max_bytes: int = 200 * 1024 * 1024):
-        self.directory = directory
+class SpoolCaps:
+    """A spool's caps in entries and bytes, and what this process knows of its size.
+
+    Listing the spool costs a few ms at 2000 entries, so ``trim`` lists it only when this
+    process's counts say a cap may be reached (what other processes wrote is seen then), and
+    deletes the oldest entries until it fits. Entries are ``(order, size, name)``: oldest
+    ``order`` first.
+    """
+
+    def __init__(self, max_files: int, max_bytes: int):
         self.max_files = max_files
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._count: int | None = None  # files here, as far as this process knows
+        self._count: int | None = None  # entries there, as far as this process knows
         self._bytes = 0  # and their size
+
+    def trim(
+        self,
+        added_bytes: int,
+        listed: Callable[[], list[tuple[Any, int, str]]],
+        delete: Callable[[list[str]], None],
+    ) -> None:
+        with self._lock:
+            if self._count is not None and self._count < self.max_files and self._bytes + added_bytes <= self.max_bytes:
+                self._count += 1
+                self._bytes += added_bytes
+                return
+            entries = sorted(listed())
+            total = sum(size for _, size, _ in entries)
+            doomed = []
+            while entries and (len(entries) > self.max_files or total > self.max_bytes):
+                _, size, name = entries.pop(0)
+                doomed.append(name)
+                total -= size
+            if doomed:
+                delete(doomed)
+            self._count, self._bytes = len(entries), total
+
+
+class ImageSpool:
+    def __init__(self, directory: Path, max_files: int = 2000, max_bytes: int = 200 * 1024 * 1024):
+        self.directory = directory
+        self.caps = SpoolCaps(max_files, max_bytes)
         directory.mkdir(parents=True, exist_ok=True)
 
     def _path(self, sha256: str) -> Path:
-        if not _SHA256.match(sha256):
+        if not SHA256.match(sha256):
             raise ValueError("not a SHA-256 hex digest")
         return self.directory / sha256
 
@@ -48,7 +84,7 @@ class ImageSpool:
         tmp = path.with_suffix(f".{threading.get_ident()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
-        self._trim(len(data))
+        self.caps.trim(len(data), self._files, self._delete)
 
     def get(self, sha256: str) -> bytes | None:
         try:
@@ -56,29 +92,20 @@ class ImageSpool:
         except (FileNotFoundError, ValueError):
             return None
 
-    def _trim(self, added_bytes: int) -> None:
-        # Listing the folder costs a few ms at 2000 files, so it happens only when this
-        # process's counts say a cap may be reached (other processes' files are seen then).
-        with self._lock:
-            if self._count is not None and self._count < self.max_files and self._bytes + added_bytes <= self.max_bytes:
-                self._count += 1
-                self._bytes += added_bytes
-                return
-            files = []
-            for path in self.directory.iterdir():
-                if _SHA256.match(path.name):
-                    try:
-                        stat = path.stat()
-                    except FileNotFoundError:  # trimmed by another process meanwhile
-                        continue
-                    files.append((stat.st_mtime, stat.st_size, path))
-            files.sort()
-            total = sum(size for _, size, _ in files)
-            while files and (len(files) > self.max_files or total > self.max_bytes):
-                _, size, oldest = files.pop(0)
-                oldest.unlink(missing_ok=True)
-                total -= size
-            self._count, self._bytes = len(files), total
+    def _files(self) -> list[tuple[Any, int, str]]:
+        files = []
+        for path in self.directory.iterdir():
+            if SHA256.match(path.name):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:  # trimmed by another process meanwhile
+                    continue
+                files.append((stat.st_mtime, stat.st_size, path.name))
+        return files
+
+    def _delete(self, names: list[str]) -> None:
+        for name in names:
+            (self.directory / name).unlink(missing_ok=True)
 
 
 def open_spool(settings: Settings) -> Spool:
