@@ -18,42 +18,6 @@ from contextlib import contextmanager
 from ..errors import Busy, TooManyFetches
 
 
-class AdmissionGate:
-    def __init__(self, limit: int, retry_after_seconds: int = 1):
-        self.limit = limit
-        self.retry_after_seconds = retry_after_seconds
-        self._slots = threading.BoundedSemaphore(limit)
-        self._count_lock = threading.Lock()
-        self._pending = 0
-        self._refused = 0
-
-    @property
-    def pending(self) -> int:
-        return self._pending
-
-    @property
-    def refused(self) -> int:
-        return self._refused
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        if not self._slots.acquire(blocking=False):
-            with self._count_lock:
-                self._refused += 1
-            raise Busy(
-                f"The service is computing {self.limit} predictions already; try again in a moment.",
-                retry_after=self.retry_after_seconds,
-            )
-        with self._count_lock:
-            self._pending += 1
-        try:
-            yield
-        finally:
-            with self._count_lock:
-                self._pending -= 1
-            self._slots.release()
-
-
 class InFlight:
     """How many threads are inside a block now (for /metrics)."""
 
@@ -74,6 +38,39 @@ class InFlight:
         finally:
             with self._lock:
                 self._count -= 1
+
+
+class AdmissionGate:
+    def __init__(self, limit: int, retry_after_seconds: int = 1):
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self._slots = threading.BoundedSemaphore(limit)
+        self._count_lock = threading.Lock()
+        self._admitted = InFlight()
+        self._refused = 0
+
+    @property
+    def pending(self) -> int:
+        return self._admitted.count
+
+    @property
+    def refused(self) -> int:
+        return self._refused
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            with self._count_lock:
+                self._refused += 1
+            raise Busy(
+                f"The service is computing {self.limit} predictions already; try again in a moment.",
+                retry_after=self.retry_after_seconds,
+            )
+        try:
+            with self._admitted.inside():
+                yield
+        finally:
+            self._slots.release()
 
 
 class PerUserLimit:
