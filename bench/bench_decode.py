@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_inference import timings
 from PIL import Image
 
 from champipy.images import decode_image
@@ -41,16 +42,6 @@ def jpeg(image: Image.Image, long_side: int) -> bytes:
     buffer = io.BytesIO()
     resized.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-def median_ms(function, runs: int) -> float:
-    function()
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-    return float(np.median(samples))
 
 
 def model_dir(args: argparse.Namespace, settings: Settings, tmp: str) -> Path:
@@ -82,11 +73,15 @@ def main() -> None:
         decode = {}
         for way, floor in (("full decode", None), ("reduced decode", side)):
             decode[way] = {
-                name: median_ms(
-                    lambda data=data, floor=floor: resize_and_crop(
-                        decode_image(data, min_short_side=floor).image, side
-                    ),
-                    args.runs,
+                name: float(
+                    np.median(
+                        timings(
+                            lambda data=data, floor=floor: resize_and_crop(
+                                decode_image(data, min_short_side=floor).image, side
+                            ),
+                            args.runs,
+                        )
+                    )
                 )
                 for name, data in sizes.items()
             }

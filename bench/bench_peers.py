@@ -36,11 +36,13 @@ from pathlib import Path
 import httpx
 import mlflow.pyfunc
 import numpy as np
-from bench_serving import free_port, make_uploads, photo_paths, production_version, summary, train_registry
+from bench_serving import Server, free_port, make_uploads, photo_paths, production_version, summary, train_registry
 
 from champipy.images import decode_image
 from champipy.model.classifier import Classifier
+from champipy.services.users import add_user, create_token
 from champipy.settings import Settings
+from champipy.store import open_store
 
 
 class OnnxPhotoModel(mlflow.pyfunc.PythonModel):
@@ -134,26 +136,24 @@ def main() -> None:
     total = args.warmup * 3 + args.requests * 3 + args.concurrent_requests * 3
     uploads = iter(make_uploads(photos, total, 0, nonce))
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAMPIPY_")}
-    champipy_port, mlflow_port = free_port(), free_port()
-    champipy_env = dict(
-        env,
-        CHAMPIPY_DATA_DIR=str(work / "champipy"),
-        CHAMPIPY_MLFLOW_URI=mlflow_uri,
-        CHAMPIPY_BOOTSTRAP_MODEL="false",
-        CHAMPIPY_ADMIN_PASSWORD="bench-admin-password",
-    )
-    servers = {
-        "ChampiPy": start(
-            [sys.executable, "-m", "champipy", "serve", "--host", "127.0.0.1", "--port", str(champipy_port)],
-            champipy_env,
-            work / "champipy.log",
-        )
-    }
     pyfunc_dir = work / "pyfunc"
     mlflow.pyfunc.save_model(str(pyfunc_dir), python_model=OnnxPhotoModel(), artifacts={"model_dir": str(model_dir)})
+
+    # ChampiPy as bench_serving.py runs it: a user and an API token made in its store first.
+    service_settings = Settings(data_dir=work / "champipy", mlflow_uri=mlflow_uri, database_url="")
+    service_settings.ensure_data_dir()
+    store = open_store(service_settings.resolved_database_url)
+    try:
+        add_user(store, f"bench-{nonce}", uuid.uuid4().hex)
+        token = create_token(store, f"bench-{nonce}", "bench").token
+    finally:
+        store.close()
+    champipy = Server(service_settings.data_dir.resolve(), mlflow_uri, work / "champipy.log")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAMPIPY_")}
+    mlflow_port = free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
-    servers["mlflow models serve"] = start(
+    mlflow_server = start(
         [mlflow_cli, "models", "serve", "-m", str(pyfunc_dir), "--env-manager", "local", "-h", "127.0.0.1"]
         + ["-p", str(mlflow_port)],
         # It execs uvicorn by name: this environment's scripts must be on PATH.
@@ -161,11 +161,7 @@ def main() -> None:
         work / "mlflow.log",
     )
     try:
-        wait_until_up(f"http://127.0.0.1:{champipy_port}/status?ready=true", servers["ChampiPy"], work / "champipy.log")
-        wait_until_up(f"http://127.0.0.1:{mlflow_port}/ping", servers["mlflow models serve"], work / "mlflow.log")
-        auth = ("admin", "bench-admin-password")
-        with httpx.Client(base_url=f"http://127.0.0.1:{champipy_port}", auth=auth, trust_env=False) as c:
-            token = c.post("/tokens", json={"name": "bench"}).json()["token"]
+        wait_until_up(f"http://127.0.0.1:{mlflow_port}/ping", mlflow_server, work / "mlflow.log")
         headers = {"Authorization": f"Bearer {token}"}
 
         def raw_call(data: bytes) -> None:
@@ -185,9 +181,7 @@ def main() -> None:
 
         def clients():
             return {
-                "ChampiPy": httpx.Client(
-                    base_url=f"http://127.0.0.1:{champipy_port}", headers=headers, trust_env=False, timeout=60
-                ),
+                "ChampiPy": httpx.Client(base_url=champipy.url, headers=headers, trust_env=False, timeout=60),
                 "mlflow models serve": httpx.Client(
                     base_url=f"http://127.0.0.1:{mlflow_port}", trust_env=False, timeout=60
                 ),
@@ -228,12 +222,12 @@ def main() -> None:
                     c.close()
         rss = {
             "raw ONNX Runtime": tree_peak_rss_mib(os.getpid()),
-            "ChampiPy": tree_peak_rss_mib(servers["ChampiPy"].pid),
-            "mlflow models serve": tree_peak_rss_mib(servers["mlflow models serve"].pid),
+            "ChampiPy": tree_peak_rss_mib(champipy.process.pid),
+            "mlflow models serve": tree_peak_rss_mib(mlflow_server.pid),
         }
     finally:
-        for process in servers.values():
-            stop(process)
+        champipy.stop()
+        stop(mlflow_server)
 
     print(f"\n{info.params.get('backbone', args.backbone)} at {raw.image_size} px, uncached photos, same run:")
     print(f"{'stack':22s} {'p50 ms':>8s} {'p95 ms':>8s} {f'{args.concurrency} clients/s':>13s} {'peak RSS MiB':>13s}")
