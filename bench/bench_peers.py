@@ -168,10 +168,16 @@ def main() -> None:
             decoded = decode_image(data, min_short_side=raw.image_size).image
             raw.predict_batch(raw.preprocess(decoded)[None])
 
+        server_timings: list[dict[str, float]] = []  # ChampiPy's Server-Timing stages, per answer
+
         def champipy_call(client: httpx.Client, data: bytes) -> None:
+            began = time.perf_counter()
             answer = client.post("/predictions", files={"file": ("p.jpg", data, "image/jpeg")}, data={"top_k": "3"})
             if answer.status_code != 200 or answer.json()["cached"]:
                 raise RuntimeError(f"ChampiPy answered {answer.status_code}: {answer.text[:200]}")
+            stages = parse_server_timing(answer.headers.get("server-timing", ""))
+            stages["client"] = (time.perf_counter() - began) * 1000
+            server_timings.append(stages)
 
         def mlflow_call(client: httpx.Client, data: bytes) -> None:
             body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(data).decode()]]}}
@@ -197,6 +203,7 @@ def main() -> None:
             for _ in range(args.warmup):
                 call(shared, next(uploads))
         latencies: dict[str, list[float]] = {name: [] for name in calls}
+        server_timings.clear()
         for _ in range(max(1, args.requests // args.block)):
             for name, call in calls.items():
                 for _ in range(args.block):
@@ -204,6 +211,7 @@ def main() -> None:
                     began = time.perf_counter()
                     call(shared, data)
                     latencies[name].append((time.perf_counter() - began) * 1000)
+        sequential_timings = list(server_timings)
         throughput = {}
         for name, call in calls.items():
             batch = [next(uploads) for _ in range(args.concurrent_requests)]
@@ -240,7 +248,35 @@ def main() -> None:
     print(f"ChampiPy p50 / raw p50 = {ours['p50_ms'] / floor['p50_ms']:.2f}")
     speedup = ours["per_second"] / peer["per_second"]
     print(f"ChampiPy / mlflow models serve, {args.concurrency}-client throughput = {speedup:.2f}")
-    print(json.dumps({"bench": "peers", "stacks": table}))
+    breakdown = time_breakdown(sequential_timings)
+    print(f"\nwhere an uncached ChampiPy upload's time goes, mean ms of {len(sequential_timings)} sequential requests:")
+    for name, ms in breakdown.items():
+        print(f"  {name:34s} {ms:6.2f}")
+    print(json.dumps({"bench": "peers", "stacks": table, "champipy_breakdown_ms": breakdown}))
+
+
+def parse_server_timing(value: str) -> dict[str, float]:
+    """'decode;dur=1.20, app;dur=30.1' -> {'decode': 1.2, 'app': 30.1}"""
+    found = {}
+    for entry in value.split(","):
+        name, _, parameters = entry.strip().partition(";")
+        for parameter in parameters.split(";"):
+            key, _, number = parameter.strip().partition("=")
+            if key == "dur" and name:
+                found[name] = float(number)
+    return found
+
+
+def time_breakdown(timings: list[dict[str, float]]) -> dict[str, float]:
+    """Mean ms per stage (means add up, medians do not), the app's time outside the stages, and
+    what the client waited beyond the app (HTTP parsing, the event loop, the connection)."""
+    stages = [name for name in dict.fromkeys(k for t in timings for k in t) if name not in ("app", "client")]
+    found = {name: float(np.mean([t.get(name, 0.0) for t in timings])) for name in stages}
+    app = float(np.mean([t["app"] for t in timings]))
+    found["app outside the stages (routing, JSON)"] = app - sum(found.values())
+    found["HTTP and client, outside the app"] = float(np.mean([t["client"] for t in timings])) - app
+    found["total (client)"] = float(np.mean([t["client"] for t in timings]))
+    return found
 
 
 if __name__ == "__main__":

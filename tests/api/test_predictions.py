@@ -75,6 +75,26 @@ def test_upload_gives_ranked_species_and_is_stored(served):
     assert stored.model_version == body["model"]["version"] and len(stored.results) == 10
 
 
+def server_timing(answer) -> dict[str, float]:
+    stages = {}
+    for entry in answer.headers["server-timing"].split(","):
+        name, _, duration = entry.strip().partition(";dur=")
+        stages[name] = float(duration)
+    return stages
+
+
+def test_an_answer_says_where_its_time_went(served):
+    with client(served["url"], auth=served["user"].auth) as c:
+        computed, cached = upload(c, served["photo"]), upload(c, served["photo"])
+    stages = server_timing(computed)
+    steps = ["auth", "read", "hash", "cache", "decode", "preprocess", "infer", "store", "keep"]
+    assert list(stages) == [*steps, "app"]
+    assert all(ms >= 0 for ms in stages.values()) and stages["infer"] > 0
+    # The stages follow one another inside the app: together they cannot take longer than it.
+    assert sum(stages[s] for s in steps) <= stages["app"]
+    assert list(server_timing(cached)) == ["auth", "read", "hash", "store", "app"], "no decoding for a cached answer"
+
+
 def test_image_by_url_and_the_url_is_not_downloaded_twice(served):
     url = served["images"].url("/images/photo.jpg")
     with client(served["url"], auth=served["user"].auth) as c:

@@ -18,6 +18,7 @@ from .errors import install_error_handlers
 from .metrics import install_metrics
 from .request_log import RequestLogMiddleware
 from .routes import admin, general, observations, original, predictions, species, tokens
+from .server_timing import ServerTimingMiddleware
 
 # Multipart overhead on top of the largest accepted image.
 BODY_MARGIN_BYTES = 64 * 1024
@@ -58,5 +59,6 @@ def create_app(settings: Settings | None = None, container: Container | None = N
     install_docs(app)  # /docs from packaged assets, under a strict CSP
     install_web(app, settings)  # the user page, the admin dashboard, /static
     install_metrics(app)  # GET /metrics, per-route request counts and latencies
+    app.add_middleware(ServerTimingMiddleware)  # where each request's time went, in a header
     app.add_middleware(RequestLogMiddleware)  # outermost: request id, access log, 500s
     return app

@@ -14,6 +14,7 @@ from ..app_deps import ContainerDep
 from ..container import Container
 from ..errors import Forbidden, Unauthorized
 from ..store.base import User
+from ..timing import stage
 from ..web.session import user_from_session_cookie
 from .request_log import note_user
 
@@ -72,12 +73,13 @@ async def current_user(
     _bearer: object = Security(_bearer_doc),
 ) -> User:
     # A remembered bearer token is a dict lookup: answered here, without a thread-pool hop.
-    scheme, credentials = _authorization(request)
-    user = None
-    if scheme == "bearer" and credentials:
-        user = container.authenticator.remembered_token_user(credentials)
-    if user is None:
-        user = await run_in_threadpool(_resolve_user, request, container)
+    with stage("auth"):
+        scheme, credentials = _authorization(request)
+        user = None
+        if scheme == "bearer" and credentials:
+            user = container.authenticator.remembered_token_user(credentials)
+        if user is None:
+            user = await run_in_threadpool(_resolve_user, request, container)
     note_user(user.username)  # the access log line names who asked
     return user
 

@@ -35,6 +35,7 @@ from ..store.base import (
     User,
     utcnow,
 )
+from ..timing import stage
 from .admission import AdmissionGate, InFlight, PerUserLimit
 from .mo_resolver import MoResolver
 from .ports import ImageFetcher, PredictionObserver
@@ -178,23 +179,29 @@ class PredictionService:
     def _predict_bytes(
         self, data: bytes, model: ServingModel, top_k: int, user: User, source_url: str | None, filename: str | None
     ) -> PredictionOutcome:
-        sha = sha256_hex(data)
+        with stage("hash"):
+            sha = sha256_hex(data)
         computed = self.recent.results(sha, model.version)
         if computed is not None:
             return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
         with self.admission.slot(), self._in_flight.get((sha, model.version)):
-            computed = self._known_results(sha, model.version)
+            with stage("cache"):
+                computed = self._known_results(sha, model.version)
             if computed is not None:
                 return self._serve_cached(sha, computed, model, top_k, user, source_url, filename)
             started = time.perf_counter()
             with self.computing.inside():
                 # Decoded no larger than the model needs (the kept copy is made from it too).
-                decoded = decode_image(data, self.settings.image_limits, min_short_side=model.classifier.image_size)
+                with stage("decode"):
+                    decoded = decode_image(data, self.settings.image_limits, min_short_side=model.classifier.image_size)
                 computed = _compute(model, decoded.image)
             latency_ms = (time.perf_counter() - started) * 1000
             prediction = self._record(sha, computed, model, user, source_url, filename, latency_ms=latency_ms)
             self.recent.remember_results(sha, model.version, computed)
-        kept = self._keep_for_training(bounded_copy(data, decoded, self.settings.kept_image_max_side), prediction, user)
+        with stage("keep"):
+            kept = self._keep_for_training(
+                bounded_copy(data, decoded, self.settings.kept_image_max_side), prediction, user
+            )
         return self._outcome(prediction, top_k, kept)
 
     def _known_results(self, sha: str, model_version: str) -> Computed | None:
@@ -240,20 +247,21 @@ class PredictionService:
         latency_ms: float | None,
     ) -> Prediction:
         """Store one answer; ``latency_ms`` None: served from the cache (recorded as 0)."""
-        return self.store.add_prediction(
-            NewPrediction(
-                username=user.username,
-                image_sha256=sha,
-                model_name=model.name,
-                model_version=model.version,
-                results=computed.results,
-                open_set=computed.open_set,
-                source_url=source_url,
-                filename=filename,
-                cached=latency_ms is None,
-                latency_ms=0.0 if latency_ms is None else latency_ms,
+        with stage("store"):
+            return self.store.add_prediction(
+                NewPrediction(
+                    username=user.username,
+                    image_sha256=sha,
+                    model_name=model.name,
+                    model_version=model.version,
+                    results=computed.results,
+                    open_set=computed.open_set,
+                    source_url=source_url,
+                    filename=filename,
+                    cached=latency_ms is None,
+                    latency_ms=0.0 if latency_ms is None else latency_ms,
+                )
             )
-        )
 
     def _keep_for_training(self, data: bytes, prediction: Prediction, user: User) -> bool:
         top = prediction.results[0]
@@ -304,7 +312,10 @@ class PredictionService:
 
 def _compute(model: ServingModel, image: Image.Image) -> Computed:
     classifier = model.classifier
-    scored = classifier.predict_scored(classifier.preprocess(image)[np.newaxis])
+    with stage("preprocess"):
+        batch = classifier.preprocess(image)[np.newaxis]
+    with stage("infer"):
+        scored = classifier.predict_scored(batch)
     verdict = None
     if classifier.open_set is not None and scored.open_set_scores is not None:
         verdict = OpenSetVerdict(float(scored.open_set_scores[0]), classifier.open_set.threshold)

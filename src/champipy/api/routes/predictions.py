@@ -27,6 +27,7 @@ from ...errors import (
     TooManyFetches,
     UnsupportedImageShape,
 )
+from ...timing import stage
 from ..deps import CurrentUser
 from ..errors import describe_validation_errors, signed_in
 from ..schemas import REJECT_DOC, FeedbackIn, PredictIn, PredictionOut, PredictionRecordOut
@@ -94,13 +95,14 @@ async def predict_by_url(
 async def predict(request: Request, user: CurrentUser, predictor: PredictorDep) -> PredictionOut:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        form = await request.form()
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            raise InvalidInput("Send the photo in a multipart field named 'file'.")
-        top_k = _form_int(form.get("top_k", form.get("nb_preds", "3")))
-        reject = _form_bool(form.get("reject", "true"), "reject")
-        data = await upload.read()
+        with stage("read"):
+            form = await request.form()
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                raise InvalidInput("Send the photo in a multipart field named 'file'.")
+            top_k = _form_int(form.get("top_k", form.get("nb_preds", "3")))
+            reject = _form_bool(form.get("reject", "true"), "reject")
+            data = await upload.read()
         outcome = await run_in_threadpool(predictor.predict_upload, data, upload.filename, top_k, user)
     elif content_type in ("application/json", ""):
         try:
