@@ -4,9 +4,11 @@ registered version, its artifacts, ONNX parity, the CLI, fine-tuning from a vers
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -18,7 +20,13 @@ from champipy.model.data import load_examples
 from champipy.model.export import ServingGraph
 from champipy.model.pipeline import load_weights, train_and_register
 from champipy.model.preprocess import scale_pixels
-from champipy.model.train import TrainConfig, train_model
+from champipy.model.train import (
+    OnnxFeatureExtractor,
+    TrainConfig,
+    config_for,
+    export_feature_graph,
+    train_model,
+)
 from champipy.registry import Registry
 from champipy.settings import Settings, get_settings
 from champipy.store import open_store
@@ -214,3 +222,34 @@ def test_a_version_is_registered_only_after_the_parity_check(
     with pytest.raises(export.ExportMismatch):
         train_and_register(settings, tiny_examples, TINY)
     assert [v.version for v in Registry(settings).list_versions()] == before
+
+
+def test_every_held_out_photo_keeps_its_calibrated_probabilities(tiny_run) -> None:
+    _, outcome, _ = tiny_run
+    trained = outcome.trained
+    held = trained.held_out_predictions
+    assert held is not None
+    held_out_rows = [row["sha256"] for row in trained.manifest if row["fold"] >= 0]
+    assert sorted(held.sha256) == sorted(held_out_rows), "each photo once, by the head that did not see it"
+    label_of = {row["sha256"]: row["label"] for row in trained.manifest}
+    assert [trained.labels[t] for t in held.targets] == [label_of[sha] for sha in held.sha256], "rows line up"
+    assert held.probabilities.shape == (len(held_out_rows), len(trained.labels))
+    np.testing.assert_allclose(held.probabilities.sum(axis=1), 1.0, atol=1e-9)
+    assert held.top1_hits().mean() == pytest.approx(trained.metrics["val_top1"])
+
+
+def test_training_features_come_from_the_folded_graph_and_match_torch() -> None:
+    model = SpeciesNet("lite0", 3).eval()
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 3, model.image_size, model.image_size)).astype(np.float32)
+    with torch.no_grad():
+        expected = model.features(torch.from_numpy(x)).numpy()
+    with tempfile.TemporaryDirectory() as tmp:
+        graph = onnx.load(str(export_feature_graph(model, Path(tmp) / "features.onnx")))
+    assert not [node for node in graph.graph.node if node.op_type == "Pad"], "every SAME pad folded"
+    np.testing.assert_allclose(OnnxFeatureExtractor(model)(x), expected, atol=1e-4)
+
+
+def test_a_deployment_chooses_its_backbone_and_mirror_averaging() -> None:
+    assert config_for(Settings()).backbone == "lite0+lite2" and config_for(Settings()).flip_tta
+    cheaper = config_for(Settings(backbone="lite0", mirror_averaging=False))
+    assert cheaper.backbone == "lite0" and not cheaper.flip_tta

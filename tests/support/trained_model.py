@@ -14,7 +14,7 @@ from champipy.settings import Settings
 
 PER_SPECIES = 12
 EVAL_PER_SPECIES = 4  # keeps each service's first /accuracy call short
-# lite0: the default (lite2) is more accurate but slower, and tests need speed
+# lite0: the default (lite0+lite2) is more accurate but slower, and tests need speed
 BACKBONE = "lite0"
 
 

@@ -70,10 +70,11 @@ _FEATURE_BATCH = 32
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The defaults are the measured recipe: lite2 frozen features, logistic regression,
-    mirror averaging, temperature, refit on all images (bench/bench_training.py measures it)."""
+    """The defaults are the recipe chosen by cross-validation (bench/bench_recipes.py): lite0
+    and lite2 frozen features side by side, logistic regression, mirror averaging, temperature,
+    refit on all images."""
 
-    backbone: str = "lite2"  # one backbone, or an ensemble joined by "+" (e.g. "lite0+lite2")
+    backbone: str = "lite0+lite2"  # one backbone, or an ensemble joined by "+"
     variables: int = 0  # blocks fine-tuned per backbone; 0 = frozen features (fast path)
     epochs: int | None = None  # fine-tune epochs; None = the default
     seed: int = 0
@@ -142,9 +143,11 @@ class TrainConfig:
 
 
 def config_for(settings: Settings) -> TrainConfig:
-    """The default recipe with what a deployment sets: its backbone and open-set keep rate."""
+    """The default recipe with what a deployment sets: its backbone, mirror averaging, open-set
+    keep rate and the precision of kept labels."""
     return TrainConfig(
         backbone=settings.backbone,
+        flip_tta=settings.mirror_averaging,
         open_set_keep_rate=settings.open_set_keep_rate,
         kept_label_precision=settings.kept_label_precision,
     )
@@ -491,34 +494,39 @@ class _PooledFeatures(nn.Module):
         return self.model.features(image)
 
 
+def export_feature_graph(model: SpeciesNet, path: Path) -> Path:
+    """The frozen backbone(s) as an ONNX graph ``image`` (N, 3, H, W) -> ``features`` (N, D),
+    with the "SAME" pads folded into the convolutions as in the served graph."""
+    wrapper = _PooledFeatures(model).eval()
+    size = model.image_size
+    with torch.no_grad(), known_export_warnings_silenced():
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(2, 3, size, size),),
+            str(path),
+            dynamo=False,
+            opset_version=17,
+            input_names=["image"],
+            output_names=["features"],
+            dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+        )
+    model.eval()  # the export puts the wrapper's train/eval mode back onto every submodule
+    fold_padding(path)
+    return path
+
+
 class OnnxFeatureExtractor:
-    """The frozen backbone(s) run through ONNX Runtime, with the "SAME" pads folded into the
-    convolutions as in the served graph (model/onnx_graph.py): about 3x faster than torch eager
-    on this kind of CPU, then 1.8x faster again from the folding, for the same numbers (max
-    difference ~1e-5)."""
+    """The frozen backbone(s) run through ONNX Runtime (``export_feature_graph``): about 3x
+    faster than torch eager on this kind of CPU, then 1.8x faster again from the folded pads,
+    for the same numbers (max difference ~1e-5)."""
 
     def __init__(self, model: SpeciesNet):
         import onnxruntime as ort
 
-        wrapper = _PooledFeatures(model).eval()
-        size = model.image_size
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
         with tempfile.TemporaryDirectory(prefix="champipy-features-") as tmp:
-            path = Path(tmp) / "features.onnx"
-            with torch.no_grad(), known_export_warnings_silenced():
-                torch.onnx.export(
-                    wrapper,
-                    (torch.zeros(2, 3, size, size),),
-                    str(path),
-                    dynamo=False,
-                    opset_version=17,
-                    input_names=["image"],
-                    output_names=["features"],
-                    dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
-                )
-            model.eval()  # the export puts the wrapper's train/eval mode back onto every submodule
-            fold_padding(path)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = torch.get_num_threads()
+            path = export_feature_graph(model, Path(tmp) / "features.onnx")
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
