@@ -88,6 +88,35 @@ def mlp(x: np.ndarray, y: np.ndarray, classes: int, seed: int) -> Callable[[np.n
     return lambda v: net(torch.from_numpy(((v - mean) / std).astype(np.float32))).detach().double().numpy()
 
 
+def cv_hits(
+    items: list,
+    y: np.ndarray,
+    features: dict[str, np.ndarray],
+    train_views: list[str],
+    test_views: list[str],
+    head: str,
+    seeds: list[int],
+) -> dict[int, dict[str, bool]]:
+    """Seed -> photo SHA-256 -> whether its out-of-fold answer was right, on ``train_model``'s
+    folds: the head (``logistic`` or ``mlp``) learns the training views of 4 folds and averages
+    its logits over the test views of the fifth."""
+    classes = int(y.max()) + 1
+    position = {id(item): i for i, item in enumerate(items)}
+    hits: dict[int, dict[str, bool]] = {}
+    for seed in seeds:
+        hits[seed] = {}
+        for fold in cross_validation_folds(items, 5, seed):
+            train = np.array([position[id(item)] for item in fold.train])
+            held = np.array([position[id(item)] for item in fold.val])
+            x = np.concatenate([features[v][train] for v in train_views])
+            targets = np.tile(y[train], len(train_views))
+            predict = logistic(x, targets, classes) if head == "logistic" else mlp(x, targets, classes, seed)
+            logits = np.mean([predict(features[v][held]) for v in test_views], axis=0)
+            for row, right in zip(held, logits.argmax(axis=1) == y[held], strict=True):
+                hits[seed][items[row].sha256] = bool(right)
+    return hits
+
+
 def alternatives(
     examples: list,
     seeds: list[int],
@@ -108,42 +137,38 @@ def alternatives(
     }
     rows = []
     for name, (train_views, test_views, head) in recipes.items():
-        hits: dict[int, dict[str, bool]] = {}
+        hits = cv_hits(items, y, features, train_views, test_views, head, seeds)
         for seed in seeds:
-            hits[seed] = {}
-            for fold in cross_validation_folds(items, 5, seed):
-                position = {id(item): i for i, item in enumerate(items)}
-                train = np.array([position[id(item)] for item in fold.train])
-                held = np.array([position[id(item)] for item in fold.val])
-                x = np.concatenate([features[v][train] for v in train_views])
-                targets = np.tile(y[train], len(train_views))
-                predict = (
-                    logistic(x, targets, len(labels)) if head == "logistic" else mlp(x, targets, len(labels), seed)
-                )
-                logits = np.mean([predict(features[v][held]) for v in test_views], axis=0)
-                for row, right in zip(held, logits.argmax(axis=1) == y[held], strict=True):
-                    hits[seed][items[row].sha256] = bool(right)
             print(f"  {name} seed {seed}: CV top-1 {np.mean(list(hits[seed].values())):.4f}", flush=True)
-        outcome = type(baseline)(baseline.config, hits=hits)
-        photos = sorted(set.intersection(*(set(h) for h in hits.values())))
-        shared = [p for p in photos if all(p in h for h in baseline.hits.values())]
-        difference = paired_interval(per_photo_rate(outcome, shared), per_photo_rate(baseline, shared))
-        first = hits[seeds[0]]
-        own = wilson(sum(first[p] for p in photos), len(photos))
-        rows.append(
-            {
-                "recipe": name,
-                "photos": len(photos),
-                "seeds": seeds,
-                "cv_top1": float(per_photo_rate(outcome, photos).mean()),
-                "cv_top1_seeds": [float(np.mean([hits[s][p] for p in photos])) for s in seeds],
-                "cv_top1_wilson": [own.low, own.high],
-                "vs_baseline": difference[0],
-                "vs_baseline_interval": [difference[1], difference[2]],
-                "cv_ece": None,
-                "train_seconds": None,  # the features are shared: only the heads were fitted here
-                "inference_ms": None,
-                "eval": {},
-            }
-        )
+        rows.append(row(name, type(baseline)(baseline.config, hits=hits), baseline, per_photo_rate, paired_interval))
     return rows
+
+
+def row(
+    name: str,
+    outcome: Any,
+    baseline: Any,
+    per_photo_rate: Callable[[Any, list[str]], np.ndarray],
+    paired_interval: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]],
+) -> dict[str, Any]:
+    """A table row of bench_recipes for out-of-fold hits measured outside ``train_model``."""
+    hits = outcome.hits
+    seeds = sorted(hits)
+    photos = sorted(set.intersection(*(set(h) for h in hits.values())))
+    shared = [p for p in photos if all(p in h for h in baseline.hits.values())]
+    difference = paired_interval(per_photo_rate(outcome, shared), per_photo_rate(baseline, shared))
+    own = wilson(sum(hits[seeds[0]][p] for p in photos), len(photos))
+    return {
+        "recipe": name,
+        "photos": len(photos),
+        "seeds": seeds,
+        "cv_top1": float(per_photo_rate(outcome, photos).mean()),
+        "cv_top1_seeds": [float(np.mean([hits[s][p] for p in photos])) for s in seeds],
+        "cv_top1_wilson": [own.low, own.high],
+        "vs_baseline": difference[0],
+        "vs_baseline_interval": [difference[1], difference[2]],
+        "cv_ece": None,
+        "train_seconds": None,  # the features are shared: only the heads were fitted here
+        "inference_ms": None,
+        "eval": {},
+    }
