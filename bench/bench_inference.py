@@ -15,27 +15,33 @@ Then the "SAME" padding folded into the convolutions (model/onnx_graph.py, the d
 the graph as torch exports it: both from the same weights, timed in alternating blocks, with
 the largest probability difference and whether the top species ever differs on 32 inputs.
 
-Last, the cost of the open-set score: the same network exported with and without the second
+Then the cost of the open-set score: the same network exported with and without the second
 output (``knn+maxlogit``, the default, whose k-NN bank holds one feature vector per training
 photo), timed in alternating blocks so that drift hits both alike, for banks of
 ``--bank-sizes`` photos (1000 is today's training set; the bank grows with the species).
+
+Last, predictions from 1, 2 and 8 threads at once on one session: ORT's defaults (what the
+service runs) against no spinning and one thread per call, in interleaved rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import onnxruntime as ort
 import torch
 from PIL import Image
 
 from champipy.model.backbone import FEATURE_DIM, SpeciesNet
 from champipy.model.calibrate import Calibration
-from champipy.model.classifier import MODEL_FILE, Classifier
+from champipy.model.classifier import META_FILE, MODEL_FILE, Classifier
 from champipy.model.export import export_serving_model, serving_module
 from champipy.model.open_set import DEFAULT_K, DEFAULT_METHOD, OpenSetFit, fit_open_set_score
 from champipy.model.train import TrainConfig, TrainedModel, use_fast_malloc
@@ -107,6 +113,7 @@ def main() -> None:
         print(f"    batch {size}: {ms:7.2f} ms per image, {per_image[1] / ms:.2f}x batch 1's throughput")
     padding_cost(trained, photo, args)
     open_set_cost(trained, photo, args)
+    concurrency(trained, photo, args)
 
 
 def padding_cost(trained: TrainedModel, photo: Image.Image, args: argparse.Namespace, block: int = 10) -> None:
@@ -160,6 +167,50 @@ def open_set_cost(trained: TrainedModel, photo: Image.Image, args: argparse.Name
                 f"    bank {bank_size:6d}: without {a:7.2f} ms, with {b:7.2f} ms (median): "
                 f"{b / a:.3f}x; model.onnx {size_mb:.1f} MB"
             )
+
+
+def concurrency(trained: TrainedModel, photo: Image.Image, args: argparse.Namespace) -> None:
+    """Predictions from 1, 2 and 8 threads at once on one session: ONNX Runtime's defaults (what
+    the service runs: every core, spinning threads), without spinning, and one thread per call
+    (concurrent calls then share the cores). Three rounds, the variants interleaved in each, so
+    that drift hits all alike."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = export_serving_model(trained, f"{tmp}/model")
+        meta = json.loads((directory / META_FILE).read_text())
+
+        def session(threads: int = 0, spinning: bool = True) -> Classifier:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+            return Classifier(ort.InferenceSession(str(directory / MODEL_FILE), options), meta)
+
+        variants = {
+            "ORT defaults (the service)": Classifier.load(directory),
+            "no spinning": session(spinning=False),
+            "one thread per call": session(threads=1),
+        }
+        x = variants["ORT defaults (the service)"].preprocess(photo)[None]
+        callers = (1, 2, 8)
+        found: dict[str, dict[int, list[float]]] = {name: {n: [] for n in callers} for name in variants}
+        for _ in range(3):
+            for name, classifier in variants.items():
+                for n in callers:
+                    found[name][n].append(per_second(lambda c=classifier: c.predict_batch(x), n, 12 * n))
+    print("  concurrent callers on one session, predictions per second (median of 3 interleaved rounds):")
+    base = {n: np.median(found["ORT defaults (the service)"][n]) for n in callers}
+    for name, by_callers in found.items():
+        cells = "  ".join(
+            f"{n} callers {np.median(v):5.1f}/s ({np.median(v) / base[n]:.2f}x)" for n, v in by_callers.items()
+        )  # noqa: E501
+        print(f"    {name:28s} {cells}")
+
+
+def per_second(function, callers: int, calls: int) -> float:
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(lambda _: function(), range(callers * 2)))  # warm every thread
+        started = time.perf_counter()
+        list(pool.map(lambda _: function(), range(calls)))
+        return calls / (time.perf_counter() - started)
 
 
 if __name__ == "__main__":

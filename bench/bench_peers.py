@@ -1,6 +1,6 @@
 """Serving stacks side by side: one exported model, the same photos, one run.
 
-    python bench/bench_peers.py [--backbone lite2] [--requests 60] [--concurrent-requests 160]
+    python bench/bench_peers.py [--backbone lite0+lite2] [--requests 60] [--concurrent-requests 160]
 
 What a team choosing a serving stack would compare, on ChampiPy's own exported model (trained
 here on ``--train-per-species`` photos per species, in a child process, and promoted):
