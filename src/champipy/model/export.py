@@ -3,7 +3,9 @@ probabilities (temperature and mirror averaging inside the graph) and, when the 
 its open-set score (a second output, its statistics stored as initialisers), plus metadata.
 
 The export is checked: ONNX Runtime must reproduce torch's outputs to within 1e-4 (relative,
-for the score), otherwise ``ExportMismatch`` is raised and nothing should be registered.
+for the score), otherwise ``ExportMismatch`` is raised and nothing should be registered. A model
+whose backbone is INT8 (model/quantise.py) serves the quantised feature graph its head was
+fitted on (model/int8_export.py), checked against that graph followed by torch's head.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
@@ -22,6 +25,7 @@ from ..errors import ChampipyError
 from . import onnx_graph
 from .backbone import SpeciesNet
 from .classifier import Classifier
+from .int8_export import ServingHead, join, reference_outputs
 from .onnx_warnings import known_export_warnings_silenced
 from .open_set import OpenSetScore
 from .preprocess import PREPROCESSING
@@ -75,6 +79,7 @@ def metadata(trained: TrainedModel) -> dict[str, Any]:
         "backbone": trained.backbone,
         "temperature": trained.temperature,
         "flip_tta": trained.config.flip_tta,
+        "int8": trained.int8_features is not None,  # the backbone quantised (model/quantise.py)
         "input": INPUT_NAME,
         "output": OUTPUT_NAME,
         "opset": OPSET,
@@ -98,6 +103,8 @@ def export_serving_model(
     off only to measure what that saves (bench/bench_inference.py)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if trained.int8_features is not None:
+        return _export_int8(trained, directory, sample)
     module = serving_module(trained)
     size = trained.image_size
     example = torch.zeros(2, 3, size, size)
@@ -121,25 +128,50 @@ def export_serving_model(
     return directory
 
 
+def _export_int8(trained: TrainedModel, directory: Path, sample: np.ndarray | None) -> Path:
+    """The INT8 feature graph the head was fitted on, joined to the float head
+    (model/int8_export.py), checked against that graph followed by torch's head."""
+    assert trained.int8_features is not None
+    head = ServingHead(trained.model, trained.temperature, trained.config.flip_tta, trained.open_set).eval()
+    outputs = [OUTPUT_NAME] + ([OPEN_SET_OUTPUT] if trained.open_set is not None else [])
+    onnx.save(join(trained.int8_features, head, trained.image_size, INPUT_NAME, outputs), str(directory / MODEL_FILE))
+    (directory / META_FILE).write_text(json.dumps(metadata(trained), indent=2))
+    sample = _parity_sample(trained.image_size) if sample is None else sample
+    expected = reference_outputs(trained.int8_features, head, sample)
+    compare(Classifier.load(directory), sample, expected, "the INT8 feature graph and torch's head")
+    return directory
+
+
+def _parity_sample(size: int) -> np.ndarray:
+    return np.random.default_rng(0).uniform(-1, 1, size=(3, 3, size, size)).astype(np.float32)
+
+
 def check_parity(module: ServingGraph, directory: Path, sample: np.ndarray | None = None) -> float:
     """Max |onnx - torch| over the sample (the open-set score relative to its magnitude);
     raises ExportMismatch above the tolerance."""
     classifier = Classifier.load(directory)
-    if sample is None:
-        rng = np.random.default_rng(0)
-        size = classifier.image_size
-        sample = rng.uniform(-1, 1, size=(3, 3, size, size)).astype(np.float32)
+    sample = _parity_sample(classifier.image_size) if sample is None else sample
     with torch.no_grad():
         expected = module(torch.from_numpy(sample))
-    expected_probabilities, expected_scores = expected if isinstance(expected, tuple) else (expected, None)
+    return compare(
+        classifier, sample, [t.numpy() for t in expected] if isinstance(expected, tuple) else [expected.numpy()]
+    )
+
+
+def compare(classifier: Classifier, sample: np.ndarray, expected: list[np.ndarray], reference: str = "torch") -> float:
+    """Max difference between what ``classifier`` answers for ``sample`` and ``expected`` (the
+    probabilities, then the open-set scores when there are any), the scores relative to their
+    magnitude; raises ExportMismatch above the tolerance."""
+    expected_probabilities, expected_scores = expected[0], (expected[1] if len(expected) > 1 else None)
     got = classifier.predict_scored(sample)
-    difference = float(np.abs(expected_probabilities.numpy() - got.probabilities).max())
+    difference = float(np.abs(expected_probabilities - got.probabilities).max())
     if (expected_scores is None) != (got.open_set_scores is None):
-        raise ExportMismatch("The exported model and torch disagree on having an open-set score.")
+        raise ExportMismatch(f"The exported model and {reference} disagree on having an open-set score.")
     if expected_scores is not None and got.open_set_scores is not None:
-        scores = expected_scores.numpy()
-        relative = np.abs(scores - got.open_set_scores) / np.maximum(np.abs(scores), 1.0)
+        relative = np.abs(expected_scores - got.open_set_scores) / np.maximum(np.abs(expected_scores), 1.0)
         difference = max(difference, float(relative.max()))
     if not difference < PARITY_TOLERANCE:
-        raise ExportMismatch(f"ONNX Runtime and torch disagree by {difference:.2e} (tolerance {PARITY_TOLERANCE:g}).")
+        raise ExportMismatch(
+            f"ONNX Runtime and {reference} disagree by {difference:.2e} (tolerance {PARITY_TOLERANCE:g})."
+        )
     return difference
