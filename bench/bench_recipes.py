@@ -40,7 +40,6 @@ import torch
 from bench_inference import timings
 from scipy.stats import bootstrap
 
-from champipy.intervals import wilson
 from champipy.model.classifier import Classifier
 from champipy.model.data import examples_from_folder
 from champipy.model.evaluate import evaluate_folder
@@ -49,18 +48,22 @@ from champipy.model.train import TrainConfig, TrainedModel, train_model, use_fas
 from champipy.settings import Settings
 
 BASELINE = "lite2, mirror (before)"
+CHOSEN = "lite0+lite2, mirror, INT8 (chosen)"
 
+# Float unless named INT8, so that each row measures one change against the recipe before.
 CANDIDATES: dict[str, TrainConfig] = {
-    BASELINE: TrainConfig(backbone="lite2"),
-    "lite2, no mirror": TrainConfig(backbone="lite2", flip_tta=False),
-    "lite2 at 300 px, mirror": TrainConfig(backbone="lite2", image_size=300),
-    "lite2 + 4 augmented views, mirror": TrainConfig(backbone="lite2", feature_views=4),
-    "lite0, mirror": TrainConfig(backbone="lite0"),
-    "lite0, no mirror": TrainConfig(backbone="lite0", flip_tta=False),
-    "lite0+lite2, mirror": TrainConfig(backbone="lite0+lite2"),
-    "lite0+lite2, no mirror": TrainConfig(backbone="lite0+lite2", flip_tta=False),
-    "lite0+lite2, mirrored training views": TrainConfig(backbone="lite0+lite2", flip_features=True),
-    "lite0+lite1+lite2, mirror": TrainConfig(backbone="lite0+lite1+lite2"),
+    BASELINE: TrainConfig(backbone="lite2", int8=False),
+    "lite2, no mirror": TrainConfig(backbone="lite2", flip_tta=False, int8=False),
+    "lite2 at 300 px, mirror": TrainConfig(backbone="lite2", image_size=300, int8=False),
+    "lite2 + 4 augmented views, mirror": TrainConfig(backbone="lite2", feature_views=4, int8=False),
+    "lite0, mirror": TrainConfig(backbone="lite0", int8=False),
+    "lite0, no mirror": TrainConfig(backbone="lite0", flip_tta=False, int8=False),
+    "lite0+lite2, mirror": TrainConfig(backbone="lite0+lite2", int8=False),
+    "lite0+lite2, no mirror": TrainConfig(backbone="lite0+lite2", flip_tta=False, int8=False),
+    "lite0+lite2, mirrored training views": TrainConfig(backbone="lite0+lite2", flip_features=True, int8=False),
+    "lite0+lite1+lite2, mirror": TrainConfig(backbone="lite0+lite1+lite2", int8=False),
+    CHOSEN: TrainConfig(),
+    "lite0+lite2, no mirror, INT8": TrainConfig(flip_tta=False),
 }
 FINE_TUNE = "lite0+lite2, fine-tune last 5 blocks"
 
@@ -128,13 +131,18 @@ def per_photo_rate(outcome: Outcome, photos: list[str]) -> np.ndarray:
     return np.array([np.mean([outcome.hits[s][p] for s in seeds if p in outcome.hits[s]]) for p in photos])
 
 
+def mean_interval(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean over photos with its 95% bootstrap interval (BCa, photos resampled): for one
+    recipe's per-photo hit rates, or for two recipes' per-photo differences (paired)."""
+    if np.all(values == values[0]):
+        return float(values[0]), float(values[0]), float(values[0])
+    result = bootstrap((values,), np.mean, confidence_level=0.95, n_resamples=10_000, rng=0)
+    return float(values.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
 def paired_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
-    """Mean of a - b over photos, with its 95% bootstrap interval (BCa, photos resampled)."""
-    difference = a - b
-    if not np.any(difference):
-        return 0.0, 0.0, 0.0
-    result = bootstrap((difference,), np.mean, confidence_level=0.95, n_resamples=10_000, rng=0)
-    return float(difference.mean()), float(result.confidence_interval.low), float(result.confidence_interval.high)
+    """Mean of a - b over the same photos, with its 95% bootstrap interval."""
+    return mean_interval(a - b)
 
 
 def table(outcomes: dict[str, Outcome], baseline: str) -> list[dict[str, Any]]:
@@ -144,8 +152,7 @@ def table(outcomes: dict[str, Outcome], baseline: str) -> list[dict[str, Any]]:
         photos = sorted(set.intersection(*(set(h) for h in outcome.hits.values())))
         rate = per_photo_rate(outcome, photos)
         seeds_top1 = [float(np.mean([outcome.hits[s][p] for p in photos])) for s in sorted(outcome.hits)]
-        first = sorted(outcome.hits)[0]
-        own = wilson(sum(outcome.hits[first][p] for p in photos), len(photos))
+        own = mean_interval(rate)
         shared = [p for p in photos if all(p in h for h in base.hits.values())]
         difference = paired_interval(per_photo_rate(outcome, shared), per_photo_rate(base, shared))
         rows.append(
@@ -155,13 +162,14 @@ def table(outcomes: dict[str, Outcome], baseline: str) -> list[dict[str, Any]]:
                 "seeds": sorted(outcome.hits),
                 "cv_top1": float(rate.mean()),
                 "cv_top1_seeds": seeds_top1,
-                "cv_top1_wilson": [own.low, own.high],
+                "cv_top1_interval": [own[1], own[2]],
                 "vs_baseline": difference[0],
                 "vs_baseline_interval": [difference[1], difference[2]],
                 "cv_ece": float(np.mean(list(outcome.ece.values()))),
                 "train_seconds": float(np.mean(list(outcome.train_seconds.values()))),
                 "inference_ms": outcome.inference_ms,
                 "eval": outcome.eval,
+                "hits": {str(seed): hits for seed, hits in outcome.hits.items()},  # for re-analysis
             }
         )
     return rows
@@ -169,11 +177,11 @@ def table(outcomes: dict[str, Outcome], baseline: str) -> list[dict[str, Any]]:
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\n{'recipe':40s} {'CV top-1':>9s} {'Wilson 95%':>15s} {'vs before [paired 95%]':>25s} "
+        f"\n{'recipe':40s} {'CV top-1':>9s} {'95% interval':>15s} {'vs before [paired 95%]':>25s} "
         f"{'CV ECE':>7s} {'train s':>8s} {'infer ms':>9s} {'eval top-1/top-3/ECE':>22s}"
     )
     for row in rows:
-        low, high = row["cv_top1_wilson"]
+        low, high = row["cv_top1_interval"]
         d_low, d_high = row["vs_baseline_interval"]
         evaluation = row["eval"]
         eval_text = f"{evaluation['top1']:.3f}/{evaluation['top3']:.3f}/{evaluation['ece']:.3f}" if evaluation else "-"
@@ -185,7 +193,10 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{row['vs_baseline'] * 100:+6.2f} pt [{d_low * 100:+.2f}, {d_high * 100:+.2f}] "
             f"{ece:>7s} {seconds:>8s} {infer:>9s} {eval_text:>22s}"
         )
-    print("CV top-1: out-of-fold answers over the seeds; photos = training photos held out once per seed.")
+    print(
+        "CV top-1: each training photo's out-of-fold answers, right in what share of the seeds, averaged; "
+        "intervals: bootstrap over photos."
+    )
 
 
 def main() -> None:
@@ -223,7 +234,7 @@ def main() -> None:
         if args.alternatives:
             from recipe_alternatives import alternatives
 
-            rows += alternatives(examples, seeds, outcomes[BASELINE], per_photo_rate, paired_interval)
+            rows += alternatives(examples, seeds, outcomes[BASELINE])
         print_table(rows)
         print(f"all candidates: {time.perf_counter() - started:.0f} s")
     if args.json:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bench_recipes import Outcome, mean_interval, paired_interval, per_photo_rate
 from PIL import Image
 from torch import nn
 
-from champipy.intervals import wilson
 from champipy.model.backbone import SpeciesNet
 from champipy.model.data import cross_validation_folds, label_names, load_examples
 from champipy.model.preprocess import RESAMPLE, scale_pixels
@@ -117,13 +117,7 @@ def cv_hits(
     return hits
 
 
-def alternatives(
-    examples: list,
-    seeds: list[int],
-    baseline: Any,
-    per_photo_rate: Callable[[Any, list[str]], np.ndarray],
-    paired_interval: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]],
-) -> list[dict[str, Any]]:
+def alternatives(examples: list, seeds: list[int], baseline: Outcome) -> list[dict[str, Any]]:
     model = SpeciesNet(BACKBONE, 2).eval()
     size = model.image_size
     items = load_examples(examples, size, keep_images=True)
@@ -140,35 +134,31 @@ def alternatives(
         hits = cv_hits(items, y, features, train_views, test_views, head, seeds)
         for seed in seeds:
             print(f"  {name} seed {seed}: CV top-1 {np.mean(list(hits[seed].values())):.4f}", flush=True)
-        rows.append(row(name, type(baseline)(baseline.config, hits=hits), baseline, per_photo_rate, paired_interval))
+        rows.append(row(name, Outcome(baseline.config, hits=hits), baseline))
     return rows
 
 
-def row(
-    name: str,
-    outcome: Any,
-    baseline: Any,
-    per_photo_rate: Callable[[Any, list[str]], np.ndarray],
-    paired_interval: Callable[[np.ndarray, np.ndarray], tuple[float, float, float]],
-) -> dict[str, Any]:
+def row(name: str, outcome: Outcome, baseline: Outcome) -> dict[str, Any]:
     """A table row of bench_recipes for out-of-fold hits measured outside ``train_model``."""
     hits = outcome.hits
     seeds = sorted(hits)
     photos = sorted(set.intersection(*(set(h) for h in hits.values())))
     shared = [p for p in photos if all(p in h for h in baseline.hits.values())]
     difference = paired_interval(per_photo_rate(outcome, shared), per_photo_rate(baseline, shared))
-    own = wilson(sum(hits[seeds[0]][p] for p in photos), len(photos))
+    rate = per_photo_rate(outcome, photos)
+    own = mean_interval(rate)
     return {
         "recipe": name,
         "photos": len(photos),
         "seeds": seeds,
-        "cv_top1": float(per_photo_rate(outcome, photos).mean()),
+        "cv_top1": float(rate.mean()),
         "cv_top1_seeds": [float(np.mean([hits[s][p] for p in photos])) for s in seeds],
-        "cv_top1_wilson": [own.low, own.high],
+        "cv_top1_interval": [own[1], own[2]],
         "vs_baseline": difference[0],
         "vs_baseline_interval": [difference[1], difference[2]],
         "cv_ece": None,
         "train_seconds": None,  # the features are shared: only the heads were fitted here
         "inference_ms": None,
         "eval": {},
+        "hits": {str(seed): h for seed, h in hits.items()},
     }
