@@ -69,9 +69,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def insert_for(session: Session, row_class: type[Any]) -> sqlite.Insert | postgresql.Insert:
-    """An INSERT that knows ON CONFLICT, in the session's dialect."""
-    if session.get_bind().dialect.name == "sqlite":
+def insert_for(session: Session | Connection, row_class: type[Any]) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that knows ON CONFLICT, in the session's (or connection's) dialect."""
+    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
+    if dialect.name == "sqlite":
         return sqlite.insert(row_class)
     return postgresql.insert(row_class)
 
@@ -183,6 +184,12 @@ class SqlBase(Lifecycle):
     def _connection(self) -> Iterator[Connection]:
         """A Core connection in a write transaction, for the hottest inserts."""
         with self._guard(), self._write_engine.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def _read_connection(self) -> Iterator[Connection]:
+        """A Core connection in a read transaction, for the hottest lookups."""
+        with self._guard(), self._engine.begin() as connection:
             yield connection
 
     # --- lifecycle -------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Connection, Table, case, func, select, update
 from sqlalchemy.orm import Session
 
 from ..ports import ImageRepository
@@ -14,11 +14,14 @@ from ..rules import LABEL_PRIORITY, UNKNOWN_LABEL_RANK, no_image, species_counts
 from ..sql_models import ImageBlobRow, ImageRow
 from .engine import SqlBase, insert_for, rowcount
 
+_BLOB_INSERT = cast(Table, ImageBlobRow.__table__).insert()
+
 
 class SqlImages(SqlBase, ImageRepository):
     def add_image(self, image: NewImage) -> bool:
-        with self._writing() as session:
-            return insert_image(session, image)
+        # Every confident prediction writes one: Core inserts on a connection, as add_prediction.
+        with self._connection() as connection:
+            return insert_image(connection, image)
 
     def get_image(self, sha256: str) -> ImageRecord | None:
         with self._reading() as session:
@@ -62,7 +65,7 @@ class SqlImages(SqlBase, ImageRepository):
 
 
 # --- in a caller's transaction ------------------------------------------------------------------
-def insert_image(session: Session, image: NewImage) -> bool:
+def insert_image(session: Session | Connection, image: NewImage) -> bool:
     """Store the image once by hash; False, changing nothing, when it is already stored."""
     # ON CONFLICT DO NOTHING: a concurrent writer of the same image is not an error.
     insert_metadata = (
@@ -73,7 +76,7 @@ def insert_image(session: Session, image: NewImage) -> bool:
     )
     if session.execute(insert_metadata).scalar() is None:
         return False
-    session.add(ImageBlobRow(sha256=image.sha256, data=image.data))
+    session.execute(_BLOB_INSERT, {"sha256": image.sha256, "data": image.data})
     return True
 
 

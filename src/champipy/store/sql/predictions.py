@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Row, Table, bindparam, func, select
 
 from ..ports import PredictionRepository
 from ..records import LabelSource, NewImage, NewPrediction, OpenSetVerdict, Prediction, utcnow
@@ -22,7 +22,18 @@ from ..sql_models import PredictionRow
 from .engine import SqlBase, new_id
 from .images import insert_image, label_image
 
-_PREDICTION_INSERT = cast(Table, PredictionRow.__table__).insert()
+_PREDICTIONS = cast(Table, PredictionRow.__table__)
+_PREDICTION_INSERT = _PREDICTIONS.insert()
+_COMPUTED_QUERY = (
+    select(_PREDICTIONS)
+    .where(
+        _PREDICTIONS.c.image_sha256 == bindparam("sha256"),
+        _PREDICTIONS.c.model_version == bindparam("version"),
+        _PREDICTIONS.c.cached.is_(False),
+    )
+    .order_by(_PREDICTIONS.c.created_at.desc())
+    .limit(1)
+)
 
 
 class SqlPredictions(SqlBase, PredictionRepository):
@@ -56,17 +67,9 @@ class SqlPredictions(SqlBase, PredictionRepository):
             return _prediction(row) if row else None
 
     def find_computed_prediction(self, image_sha256: str, model_version: str) -> Prediction | None:
-        with self._reading() as session:
-            row = session.scalar(
-                select(PredictionRow)
-                .where(
-                    PredictionRow.image_sha256 == image_sha256,
-                    PredictionRow.model_version == model_version,
-                    PredictionRow.cached.is_(False),
-                )
-                .order_by(PredictionRow.created_at.desc())
-                .limit(1)
-            )
+        # Every uncached request asks first: a Core select on a connection, as add_prediction.
+        with self._read_connection() as connection:
+            row = connection.execute(_COMPUTED_QUERY, {"sha256": image_sha256, "version": model_version}).first()
             return _prediction(row) if row else None
 
     def find_recent_url_image(self, source_url: str, since: datetime) -> str | None:
@@ -120,7 +123,7 @@ class SqlPredictions(SqlBase, PredictionRepository):
             return session.scalar(select(func.count()).select_from(PredictionRow)) or 0
 
 
-def _prediction(row: PredictionRow) -> Prediction:
+def _prediction(row: PredictionRow | Row[Any]) -> Prediction:
     return Prediction(
         id=row.id,
         username=row.username,
