@@ -266,5 +266,7 @@ def test_training_features_come_from_the_folded_graph_and_match_torch() -> None:
 
 def test_a_deployment_chooses_its_backbone_and_mirror_averaging() -> None:
     assert config_for(Settings()).backbone == "lite0+lite2" and config_for(Settings()).flip_tta
+    assert config_for(Settings()).int8
     cheaper = config_for(Settings(backbone="lite0", mirror_averaging=False))
     assert cheaper.backbone == "lite0" and not cheaper.flip_tta
+    assert not config_for(Settings(int8=False)).int8

@@ -29,7 +29,9 @@ from .preprocess import scale_pixels
 log = logging.getLogger(__name__)
 
 CALIBRATION_PHOTOS = 200  # a seeded sample of the training photos
-_BATCH = 8
+# Calibration runs the graph with every tensor as an output (~100 MB a photo for lite0+lite2 at
+# 260 px) and holds a few batches of them at a time: small batches bound that memory.
+_BATCH = 2
 
 
 class _Batches(CalibrationDataReader):
@@ -79,4 +81,4 @@ def _merge_every(batches: int) -> int:
     """How many calibration batches MinMax holds before merging them into its ranges: a few, but
     never a divisor of ``batches`` (ORT then ends on an empty set and raises "No data is
     collected")."""
-    return next((k for k in (4, 3, 5, 7) if batches % k), batches + 1)
+    return next((k for k in (2, 3, 5, 7) if batches % k), batches + 1)

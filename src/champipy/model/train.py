@@ -147,11 +147,12 @@ class TrainConfig:
 
 
 def config_for(settings: Settings) -> TrainConfig:
-    """The default recipe with what a deployment sets: its backbone, mirror averaging, open-set
-    keep rate and the precision of kept labels."""
+    """The default recipe with what a deployment sets: its backbone, mirror averaging, INT8,
+    open-set keep rate and the precision of kept labels."""
     return TrainConfig(
         backbone=settings.backbone,
         flip_tta=settings.mirror_averaging,
+        int8=settings.int8,
         open_set_keep_rate=settings.open_set_keep_rate,
         kept_label_precision=settings.kept_label_precision,
     )
