@@ -55,7 +55,7 @@ import httpx
 import numpy as np
 from PIL import Image, ImageOps
 
-from champipy.images import decode_image
+from champipy.images import ImageLimits, decode_image
 from champipy.model.classifier import Classifier
 from champipy.settings import Settings
 
@@ -238,21 +238,21 @@ def sequential(
     classifier: Classifier,
     uploads: list[bytes],
     block: int,
-    max_pixels: int,
+    limits: ImageLimits,
     problems: list[str],
     seconds: float,
 ) -> dict[str, list[float]]:
     """Blocks of: raw decoded, raw from bytes, API uncached (same bytes), API cached (again).
     Stops starting new blocks after ``seconds`` (at least three blocks run)."""
     deadline = time.monotonic() + seconds
-    decoded = [decode_image(data, max_pixels).image for data in uploads]  # not timed
+    decoded = [decode_image(data, limits, min_short_side=classifier.image_size).image for data in uploads]  # not timed
     series: dict[str, list[float]] = {"raw_decoded": [], "raw_bytes": [], "api_uncached": [], "api_cached": []}
 
     def raw_decoded(i: int) -> None:
         classifier.predict_batch(classifier.preprocess(decoded[i])[np.newaxis])
 
     def raw_bytes(i: int) -> None:
-        image = decode_image(uploads[i], max_pixels).image
+        image = decode_image(uploads[i], limits, min_short_side=classifier.image_size).image
         classifier.predict_batch(classifier.preprocess(image)[np.newaxis])
 
     for start in range(0, len(uploads), block):
@@ -486,12 +486,12 @@ def main() -> None:
         problems: list[str] = []
         with httpx.Client(base_url=server.url, headers=headers, timeout=60, trust_env=False) as client:
             for data in warm:
-                image = decode_image(data, base.max_image_pixels).image
+                image = decode_image(data, base.image_limits, min_short_side=classifier.image_size).image
                 classifier.predict_batch(classifier.preprocess(image)[np.newaxis])
                 check_answer(client.post("/predictions", **upload_kwargs(data)), False, problems)
                 check_answer(client.post("/predictions", **upload_kwargs(data)), True, problems)
             series = sequential(
-                client, classifier, seq_uploads, args.block, base.max_image_pixels, problems, args.phase_seconds
+                client, classifier, seq_uploads, args.block, base.image_limits, problems, args.phase_seconds
             )
         stats = {name: summary(samples) for name, samples in series.items()}
         phases["sequential_s"] = time.perf_counter() - began
