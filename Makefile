@@ -47,6 +47,8 @@ bench: install
 	$(BIN)/python bench/bench_serving.py
 	$(BIN)/python bench/bench_inference.py
 	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_recipes.py --alternatives
+	$(BIN)/python bench/bench_int8.py
 	$(BIN)/python bench/bench_open_set.py
 	$(BIN)/python bench/bench_species_growth.py
 	$(BIN)/python bench/bench_observations.py
