@@ -26,9 +26,9 @@ from . import onnx_graph
 from .backbone import SpeciesNet
 from .classifier import Classifier
 from .int8_export import ServingHead, join, reference_outputs
-from .onnx_warnings import known_export_warnings_silenced
 from .open_set import OpenSetScore
 from .preprocess import PREPROCESSING
+from .torch_export import export_onnx
 from .train import TrainedModel
 
 OPSET = 17
@@ -109,18 +109,7 @@ def export_serving_model(
     size = trained.image_size
     example = torch.zeros(2, 3, size, size)
     outputs = [OUTPUT_NAME] + ([OPEN_SET_OUTPUT] if trained.open_set is not None else [])
-    with torch.no_grad(), known_export_warnings_silenced():
-        torch.onnx.export(
-            module,
-            (example,),
-            str(directory / MODEL_FILE),
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=[INPUT_NAME],
-            output_names=outputs,
-            dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}},
-            do_constant_folding=True,
-        )
+    export_onnx(module, example, directory / MODEL_FILE, [INPUT_NAME], outputs, OPSET)
     if fold_padding:
         onnx_graph.fold_padding(directory / MODEL_FILE)
     (directory / META_FILE).write_text(json.dumps(metadata(trained), indent=2))

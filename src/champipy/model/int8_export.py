@@ -24,8 +24,8 @@ from onnx import compose
 from torch import nn
 
 from .backbone import SpeciesNet
-from .onnx_warnings import known_export_warnings_silenced
 from .open_set import OpenSetScore
+from .torch_export import export_onnx
 
 FEATURES = "features"
 
@@ -62,17 +62,7 @@ def _to_onnx(
     module: nn.Module, example: torch.Tensor, inputs: list[str], outputs: list[str], opset: int
 ) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    with torch.no_grad(), known_export_warnings_silenced():
-        torch.onnx.export(
-            module.eval(),
-            (example,),
-            buffer,  # type: ignore[arg-type]
-            dynamo=False,
-            opset_version=opset,
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes={name: {0: "batch"} for name in inputs + outputs},
-        )
+    export_onnx(module.eval(), example, buffer, inputs, outputs, opset)
     return onnx.load_from_string(buffer.getvalue())
 
 

@@ -46,7 +46,6 @@ from .data import (
 from .evaluate import EvaluationReport, evaluate_probabilities
 from .kept_labels import kept_label_rule
 from .onnx_graph import fold_padding
-from .onnx_warnings import known_export_warnings_silenced
 from .open_set import (
     DEFAULT_K,
     DEFAULT_KEEP_RATE,
@@ -58,6 +57,7 @@ from .open_set import (
 )
 from .preprocess import scale_pixels
 from .quantise import CALIBRATION_PHOTOS, calibration_crops, quantise_feature_graph
+from .torch_export import export_onnx
 
 log = logging.getLogger(__name__)
 
@@ -514,17 +514,7 @@ def export_feature_graph(model: SpeciesNet, path: Path) -> Path:
     with the "SAME" pads folded into the convolutions as in the served graph."""
     wrapper = _PooledFeatures(model).eval()
     size = model.image_size
-    with torch.no_grad(), known_export_warnings_silenced():
-        torch.onnx.export(
-            wrapper,
-            (torch.zeros(2, 3, size, size),),
-            str(path),
-            dynamo=False,
-            opset_version=17,
-            input_names=["image"],
-            output_names=["features"],
-            dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
-        )
+    export_onnx(wrapper, torch.zeros(2, 3, size, size), path, ["image"], ["features"], opset=17)
     model.eval()  # the export puts the wrapper's train/eval mode back onto every submodule
     fold_padding(path)
     return path
