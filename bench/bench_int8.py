@@ -27,26 +27,17 @@ import onnxruntime as ort
 import torch
 from bench_inference import timings
 from bench_recipes import Outcome, paired_interval, per_photo_rate
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
-from onnxruntime.quantization.shape_inference import quant_pre_process
+from onnxruntime.quantization import CalibrationMethod
 from recipe_alternatives import cv_hits, logistic
 
 from champipy.model.backbone import SpeciesNet
 from champipy.model.data import examples_from_folder, label_names, load_examples
 from champipy.model.preprocess import scale_pixels
+from champipy.model.quantise import quantise_feature_graph
 from champipy.model.train import TrainConfig, export_feature_graph, use_fast_malloc
 from champipy.settings import Settings
 
-HISTOGRAM_BATCHES = 2  # of 8 photos
-
-
-class Photos(CalibrationDataReader):
-    def __init__(self, batches: list[np.ndarray]):
-        self._batches = iter(batches)
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        batch = next(self._batches, None)
-        return None if batch is None else {"image": batch}
+HISTOGRAM_PHOTOS = 16
 
 
 def session(path: Path, threads: int) -> ort.InferenceSession:
@@ -89,34 +80,21 @@ def main() -> None:
     # Calibration photos: a seeded sample of the training photos, never an eval photo.
     rng = np.random.default_rng(0)
     sample = [train[i].centre for i in rng.choice(len(train), args.calibration_photos, replace=False)]
-    batches = [scale_pixels(np.stack(sample[s : s + 8])) for s in range(0, len(sample), 8)]
+    calibration = np.stack(sample)
 
     with tempfile.TemporaryDirectory(prefix="champipy-int8-") as tmp:
         work = Path(tmp)
         graphs = {"float": export_feature_graph(model, work / "float.onnx")}
-        quant_pre_process(str(graphs["float"]), str(work / "prepared.onnx"))
-        # MinMax folds each batch's ranges in as it goes (CalibMaxIntermediateOutputs); the
-        # histogram methods keep every activation of every calibration photo until the end
-        # (~120 MB a photo here), so they see fewer photos.
+        # MinMax folds each batch's ranges in as it goes; the histogram methods keep every
+        # activation of every calibration photo until the end (~120 MB a photo here), so they
+        # see fewer photos.
         for method, photos in (
-            (CalibrationMethod.MinMax, batches),
-            (CalibrationMethod.Percentile, batches[:HISTOGRAM_BATCHES]),
-            (CalibrationMethod.Entropy, batches[:HISTOGRAM_BATCHES]),
+            (CalibrationMethod.MinMax, calibration),
+            (CalibrationMethod.Percentile, calibration[:HISTOGRAM_PHOTOS]),
+            (CalibrationMethod.Entropy, calibration[:HISTOGRAM_PHOTOS]),
         ):
-            path = work / f"int8-{method.name}.onnx"
-            quantize_static(
-                str(work / "prepared.onnx"),
-                str(path),
-                Photos(photos),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=method,
-                # ORT raises "No data is collected" when the batches are a multiple of this
-                extra_options={"CalibMaxIntermediateOutputs": 4 if len(photos) % 4 else 3},
-            )
-            graphs[f"int8 {method.name} ({sum(len(b) for b in photos)} photos)"] = path
+            path = quantise_feature_graph(graphs["float"], work / f"int8-{method.name}.onnx", photos, method)
+            graphs[f"int8 {method.name} ({len(photos)} photos)"] = path
         sessions = {name: session(path, args.threads) for name, path in graphs.items()}
 
         outcomes: dict[str, Outcome] = {}

@@ -15,7 +15,6 @@ activation and measured no better).
 
 from __future__ import annotations
 
-import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,6 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from .preprocess import scale_pixels
-
-log = logging.getLogger(__name__)
 
 CALIBRATION_PHOTOS = 200  # a seeded sample of the training photos
 # Calibration runs the graph with every tensor as an output (~100 MB a photo for lite0+lite2 at
@@ -57,9 +54,12 @@ def calibration_crops(
     return np.stack(chosen)
 
 
-def quantise_feature_graph(float_graph: Path, out: Path, calibration: np.ndarray) -> Path:
+def quantise_feature_graph(
+    float_graph: Path, out: Path, calibration: np.ndarray, method: CalibrationMethod = CalibrationMethod.MinMax
+) -> Path:
     """Write the INT8 version of ``float_graph`` (input ``image``) to ``out``, its activation
-    ranges taken from ``calibration`` (uint8 crops, N x H x W x 3)."""
+    ranges taken from ``calibration`` (uint8 crops, N x H x W x 3) by ``method`` (the product
+    uses MinMax; bench/bench_int8.py measures the others)."""
     with tempfile.TemporaryDirectory(prefix="champipy-quantise-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(float_graph), str(prepared))  # shapes and fused ops, as ORT advises
@@ -71,7 +71,7 @@ def quantise_feature_graph(float_graph: Path, out: Path, calibration: np.ndarray
             per_channel=True,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
+            calibrate_method=method,
             extra_options={"CalibMaxIntermediateOutputs": _merge_every(-(-len(calibration) // _BATCH))},
         )
     return out
