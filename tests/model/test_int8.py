@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from champipy.model import int8_export
+from champipy.model.calibrate import softmax
 from champipy.model.classifier import Classifier
 from champipy.model.data import load_examples
 from champipy.model.export import ExportMismatch, export_serving_model
@@ -29,11 +30,6 @@ def int8_model(tiny_examples: list):
     return train_model(tiny_examples, TINY)
 
 
-def softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def test_the_served_graph_is_the_quantised_features_then_the_head(int8_model, tiny_examples: list, tmp_path) -> None:
     trained = int8_model
     assert trained.int8_features is not None and trained.metrics["val_top1"] > 0.5
@@ -44,7 +40,7 @@ def test_the_served_graph_is_the_quantised_features_then_the_head(int8_model, ti
     quantised = ort.InferenceSession(trained.int8_features, providers=["CPUExecutionProvider"])
     features = (quantised.run(None, {"image": photos})[0] + quantised.run(None, {"image": photos[..., ::-1]})[0]) / 2
     weight, bias = trained.model.head.weight.detach().numpy(), trained.model.head.bias.detach().numpy()
-    expected = softmax((features @ weight.T + bias) / trained.temperature)
+    expected = softmax(features @ weight.T + bias, trained.temperature)
     np.testing.assert_allclose(classifier.predict_batch(photos), expected, atol=1e-4)
 
 
