@@ -4,7 +4,6 @@ registered version, its artifacts, ONNX parity, the CLI, fine-tuning from a vers
 from __future__ import annotations
 
 import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -253,13 +252,12 @@ def test_every_held_out_photo_keeps_its_calibrated_probabilities(tiny_run) -> No
     assert held.top1_hits().mean() == pytest.approx(trained.metrics["val_top1"])
 
 
-def test_training_features_come_from_the_folded_graph_and_match_torch() -> None:
+def test_training_features_come_from_the_folded_graph_and_match_torch(tmp_path: Path) -> None:
     model = SpeciesNet("lite0", 3).eval()
     x = np.random.default_rng(0).uniform(-1, 1, (2, 3, model.image_size, model.image_size)).astype(np.float32)
     with torch.no_grad():
         expected = model.features(torch.from_numpy(x)).numpy()
-    with tempfile.TemporaryDirectory() as tmp:
-        graph = onnx.load(str(export_feature_graph(model, Path(tmp) / "features.onnx")))
+    graph = onnx.load(str(export_feature_graph(model, tmp_path / "features.onnx")))
     assert not [node for node in graph.graph.node if node.op_type == "Pad"], "every SAME pad folded"
     np.testing.assert_allclose(OnnxFeatureExtractor(model)(x), expected, atol=1e-4)
 
