@@ -57,6 +57,7 @@ bench: install
 	$(BIN)/python bench/bench_drift_replay.py
 	$(BIN)/python bench/bench_decode.py
 	$(BIN)/python bench/bench_peers.py
+	$(BIN)/python bench/bench_server_settings.py
 	$(BIN)/python bench/bench_token_check.py
 
 # --- operations: linters, the container, load and fuzz runs -------------------------------------

@@ -164,7 +164,10 @@ def production_version(settings: Settings):
 class Server:
     """``champipy serve`` in its own process, on a fresh data dir, stderr (JSON log) to a file."""
 
-    def __init__(self, data_dir: Path, mlflow_uri: str, log_path: Path, timeout: float = 180.0):
+    def __init__(
+        self, data_dir: Path, mlflow_uri: str, log_path: Path, timeout: float = 180.0, extra_env: dict | None = None
+    ):
+        """``extra_env``: more settings for this server (``CHAMPIPY_...`` variables)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {
@@ -181,6 +184,7 @@ class Server:
             )
         }
         env.update(CHAMPIPY_DATA_DIR=str(data_dir), CHAMPIPY_MLFLOW_URI=mlflow_uri, CHAMPIPY_BOOTSTRAP_MODEL="false")
+        env.update(extra_env or {})
         self._log = log_path.open("w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "champipy", "serve", "--host", "127.0.0.1", "--port", str(self.port)],

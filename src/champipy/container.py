@@ -139,7 +139,9 @@ def _add_serving(container: Container, options: RunnerOptions) -> None:
     registry = Registry(settings)
     models = ModelProvider(
         registry,
-        lambda directory: Classifier.load(directory, threads=settings.inference_threads),
+        lambda directory: Classifier.load(
+            directory, threads=settings.inference_threads, spinning=settings.inference_spinning
+        ),
         model_name=settings.registered_model,
         alias=settings.production_alias,
         poll_seconds=settings.model_poll_seconds,

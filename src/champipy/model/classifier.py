@@ -45,14 +45,16 @@ class Classifier:
         return self.meta.get("version")
 
     @classmethod
-    def load(cls, directory: Path | str, threads: int = 0) -> Classifier:
+    def load(cls, directory: Path | str, threads: int = 0, spinning: bool = True) -> Classifier:
         """Load ``model.onnx`` + ``champipy_model.json`` from ``directory``; ``threads`` is ORT's
-        intra-op thread count (0: ORT decides). Raises ModelLoadFailed."""
+        intra-op thread count (0: ORT decides), ``spinning`` whether its idle threads busy-wait
+        for work (ORT's default). Raises ModelLoadFailed."""
         directory = Path(directory)
         try:
             meta = json.loads((directory / META_FILE).read_text())
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
+            options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             session = ort.InferenceSession(
                 str(directory / MODEL_FILE), sess_options=options, providers=["CPUExecutionProvider"]
