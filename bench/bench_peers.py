@@ -9,6 +9,10 @@ here on ``--train-per-species`` photos per species, in a child process, and prom
   the floor every server adds to;
 - **ChampiPy** (``champipy serve``): an upload (multipart) to POST /predictions, uncached (every
   photo distinct), which also stores the prediction and, for confident photos, the image;
+- **minimal FastAPI** (``minimal_server.py``): the same decode, preprocessing and ONNX
+  Runtime behind one FastAPI route under uvicorn, and nothing else (no sign-in, cache, store,
+  logs): the floor of HTTP serving in Python, so the table separates what HTTP costs from what
+  ChampiPy's own work costs;
 - **``mlflow models serve``** (``--env-manager local``) on a pyfunc wrapping the same ONNX file,
   that decodes and preprocesses with ChampiPy's own code: a POST /invocations of the photo
   base64-encoded in a one-row ``dataframe_split`` (MLflow's documented input).
@@ -133,7 +137,8 @@ def main() -> None:
     raw = Classifier.load(model_dir)
 
     nonce = uuid.uuid4().hex[:8]
-    total = args.warmup * 3 + args.requests * 3 + args.concurrent_requests * 3
+    stacks = 4  # raw, ChampiPy, minimal FastAPI, mlflow
+    total = (args.warmup + args.requests + args.concurrent_requests) * stacks
     uploads = iter(make_uploads(photos, total, 0, nonce))
 
     pyfunc_dir = work / "pyfunc"
@@ -151,6 +156,13 @@ def main() -> None:
     champipy = Server(service_settings.data_dir.resolve(), mlflow_uri, work / "champipy.log")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAMPIPY_")}
+    minimal_port = free_port()
+    minimal_server = start(
+        [sys.executable, "-m", "uvicorn", "minimal_server:app", "--app-dir", str(Path(__file__).parent)]
+        + ["--host", "127.0.0.1", "--port", str(minimal_port), "--no-access-log"],
+        dict(env, CHAMPIPY_BENCH_MODEL_DIR=str(model_dir)),
+        work / "minimal.log",
+    )
     mlflow_port = free_port()
     mlflow_cli = str(Path(sys.executable).with_name("mlflow"))
     mlflow_server = start(
@@ -162,6 +174,7 @@ def main() -> None:
     )
     try:
         wait_until_up(f"http://127.0.0.1:{mlflow_port}/ping", mlflow_server, work / "mlflow.log")
+        wait_until_up(f"http://127.0.0.1:{minimal_port}/ping", minimal_server, work / "minimal.log")
         headers = {"Authorization": f"Bearer {token}"}
 
         def raw_call(data: bytes) -> None:
@@ -179,6 +192,11 @@ def main() -> None:
             stages["client"] = (time.perf_counter() - began) * 1000
             server_timings.append(stages)
 
+        def minimal_call(client: httpx.Client, data: bytes) -> None:
+            answer = client.post("/predict", files={"file": ("p.jpg", data, "image/jpeg")})
+            if answer.status_code != 200:
+                raise RuntimeError(f"the minimal server answered {answer.status_code}: {answer.text[:200]}")
+
         def mlflow_call(client: httpx.Client, data: bytes) -> None:
             body = {"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(data).decode()]]}}
             answer = client.post("/invocations", json=body)
@@ -188,6 +206,9 @@ def main() -> None:
         def clients():
             return {
                 "ChampiPy": httpx.Client(base_url=champipy.url, headers=headers, trust_env=False, timeout=60),
+                "minimal FastAPI": httpx.Client(
+                    base_url=f"http://127.0.0.1:{minimal_port}", trust_env=False, timeout=60
+                ),
                 "mlflow models serve": httpx.Client(
                     base_url=f"http://127.0.0.1:{mlflow_port}", trust_env=False, timeout=60
                 ),
@@ -196,6 +217,7 @@ def main() -> None:
         calls = {
             "raw ONNX Runtime": lambda _clients, data: raw_call(data),
             "ChampiPy": lambda cs, data: champipy_call(cs["ChampiPy"], data),
+            "minimal FastAPI": lambda cs, data: minimal_call(cs["minimal FastAPI"], data),
             "mlflow models serve": lambda cs, data: mlflow_call(cs["mlflow models serve"], data),
         }
         shared = clients()
@@ -231,11 +253,13 @@ def main() -> None:
         rss = {
             "raw ONNX Runtime": tree_peak_rss_mib(os.getpid()),
             "ChampiPy": tree_peak_rss_mib(champipy.process.pid),
+            "minimal FastAPI": tree_peak_rss_mib(minimal_server.pid),
             "mlflow models serve": tree_peak_rss_mib(mlflow_server.pid),
         }
     finally:
         champipy.stop()
         stop(mlflow_server)
+        stop(minimal_server)
 
     print(f"\n{info.params.get('backbone', args.backbone)} at {raw.image_size} px, uncached photos, same run:")
     print(f"{'stack':22s} {'p50 ms':>8s} {'p95 ms':>8s} {f'{args.concurrency} clients/s':>13s} {'peak RSS MiB':>13s}")
@@ -244,10 +268,13 @@ def main() -> None:
         s = summary(latencies[name])
         table[name] = dict(s, per_second=round(throughput[name], 2), peak_rss_mib=round(rss[name], 1))
         print(f"{name:22s} {s['p50_ms']:8.1f} {s['p95_ms']:8.1f} {throughput[name]:13.1f} {rss[name]:13.0f}")
-    floor, ours, peer = (table[n] for n in calls)
+    floor, ours, minimal, peer = (table[n] for n in calls)
     print(f"ChampiPy p50 / raw p50 = {ours['p50_ms'] / floor['p50_ms']:.2f}")
+    print(f"minimal FastAPI p50 / raw p50 = {minimal['p50_ms'] / floor['p50_ms']:.2f} (HTTP alone)")
     speedup = ours["per_second"] / peer["per_second"]
     print(f"ChampiPy / mlflow models serve, {args.concurrency}-client throughput = {speedup:.2f}")
+    against_minimal = ours["per_second"] / minimal["per_second"]
+    print(f"ChampiPy / minimal FastAPI, {args.concurrency}-client throughput = {against_minimal:.2f}")
     breakdown = time_breakdown(sequential_timings)
     print(f"\nwhere an uncached ChampiPy upload's time goes, mean ms of {len(sequential_timings)} sequential requests:")
     for name, ms in breakdown.items():
