@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from champipy.model import evaluate
 from champipy.model.calibrate import fit_temperature, softmax
-from champipy.model.evaluate import evaluate_probabilities, expected_calibration_error
+from champipy.model.evaluate import calibration_check, evaluate_probabilities, expected_calibration_error
 
 LABELS = ["a", "b", "c", "d"]
 
@@ -48,6 +49,47 @@ def test_ece_of_perfectly_calibrated_and_overconfident() -> None:
     assert expected_calibration_error(calibrated, targets) == pytest.approx(0.0)
     overconfident = np.tile([0.99, 0.01], (10, 1))
     assert expected_calibration_error(overconfident, targets) == pytest.approx(0.19)
+
+
+def _top1_right_with_probability(confidence: np.ndarray, truth: float, rng) -> tuple[np.ndarray, np.ndarray]:
+    """Two-class probabilities stating ``confidence`` for class 0, whose top-1 is in fact right
+    with probability ``truth`` x the stated confidence."""
+    probabilities = np.stack([confidence, 1 - confidence], axis=1)
+    right = rng.random(len(confidence)) < confidence * truth
+    return probabilities, np.where(right, 0, 1)
+
+
+def test_the_ece_of_a_calibrated_model_on_few_photos_is_chance() -> None:
+    rng = np.random.default_rng(1)
+    confidence = rng.uniform(0.6, 1.0, 222)
+    probabilities, targets = _top1_right_with_probability(confidence, 1.0, rng)
+    check = calibration_check(probabilities, targets)
+    # 222 photos: an honest model's ECE is well above 0, and the check says it is chance.
+    assert 0.02 < check.if_calibrated < 0.06
+    assert check.p_value > 0.05
+    assert abs(expected_calibration_error(probabilities, targets) - check.if_calibrated) < 0.03
+
+
+def test_an_overconfident_model_is_told_apart_from_chance() -> None:
+    rng = np.random.default_rng(2)
+    confidence = rng.uniform(0.6, 1.0, 222)
+    probabilities, targets = _top1_right_with_probability(confidence, 0.8, rng)
+    check = calibration_check(probabilities, targets)
+    assert expected_calibration_error(probabilities, targets) > 2 * check.if_calibrated
+    assert check.p_value < 0.01
+
+
+def test_the_calibration_check_is_seeded_and_the_same_in_small_chunks(monkeypatch) -> None:
+    rng = np.random.default_rng(3)
+    probabilities, targets = _top1_right_with_probability(rng.uniform(0.5, 1.0, 50), 1.0, rng)
+    whole = calibration_check(probabilities, targets)
+    assert calibration_check(probabilities, targets) == whole
+    monkeypatch.setattr(evaluate, "_OUTCOMES_PER_CHUNK", 120)  # 2 draws of 50 photos a chunk
+    assert calibration_check(probabilities, targets) == whole
+    report = evaluate_probabilities(probabilities, [LABELS[t] for t in targets], LABELS[:2]).to_dict()
+    assert report["ece_if_calibrated"] > 0 and 0 <= report["ece_calibration_p"] <= 1
+    empty = calibration_check(np.zeros((0, 2)), np.zeros(0, dtype=int))
+    assert empty.if_calibrated == 0.0 and empty.p_value == 1.0
 
 
 @pytest.mark.parametrize("criterion", ["brier", "nll"])

@@ -58,6 +58,8 @@ def test_version_is_registered_with_metrics_and_params(tiny_run) -> None:
         "eval_top1",
         "eval_top3",
         "eval_ece",
+        "eval_ece_if_calibrated",
+        "eval_ece_calibration_p",
         "train_seconds",
         "eval_open_set_rejected",
         "ood_auroc",
@@ -167,7 +169,7 @@ def test_cli_evaluate_list_promote(
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["model_version"] == "1" and report["n"] == 12
-        assert {"top1", "top3", "n", "per_species", "ece"} <= set(report)
+        assert {"top1", "top3", "n", "per_species", "ece", "ece_if_calibrated", "ece_calibration_p"} <= set(report)
         assert set(report["per_species"]) == set(outcome.trained.labels)
         assert report["top1"] == pytest.approx(outcome.metrics["eval_top1"])
         assert report["open_set"]["ood_n"] == 0  # no --ood, and CHAMPIPY_OOD_DIR is unset here
@@ -180,6 +182,7 @@ def test_cli_evaluate_list_promote(
         result = runner.invoke(app, ["evaluate", "--data", str(tiny_eval_dir), "--ood", str(tiny_ood_dir)])
         assert result.exit_code == 0, result.output
         assert "AUROC" in result.output and "noise" in result.output
+        assert "a perfectly calibrated model" in result.output
         result = runner.invoke(app, ["evaluate", "--data", str(tiny_eval_dir), "--ood", str(tiny_ood_dir / "none")])
         assert result.exit_code != 0 and "not a folder" in result.output
 

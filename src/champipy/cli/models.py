@@ -185,7 +185,11 @@ def evaluate(
     for species, row in report.per_species.items():
         table.add_row(species, str(row["n"]), f"{row['precision']:.3f}", f"{row['recall']:.3f}")
     Console().print(table)
-    Console().print(f"top-1 {report.top1:.3f}  top-3 {report.top3:.3f}  ECE {report.ece:.3f}")
+    check = report.ece_check
+    Console().print(
+        f"top-1 {report.top1:.3f}  top-3 {report.top3:.3f}  ECE {report.ece:.3f}"
+        f" (a perfectly calibrated model: {check.if_calibrated:.3f} on these photos; p = {check.p_value:.2f})"
+    )
     if report.open_set is None:
         Console().print(f"v{info.version} has no open-set score: every photo is answered with a species.")
         return

@@ -103,7 +103,12 @@ def train_and_register(
             eval_report = None
         if eval_report is not None:
             metrics.update(
-                eval_top1=eval_report.top1, eval_top3=eval_report.top3, eval_ece=eval_report.ece, eval_n=eval_report.n
+                eval_top1=eval_report.top1,
+                eval_top3=eval_report.top3,
+                eval_ece=eval_report.ece,
+                eval_ece_if_calibrated=eval_report.ece_check.if_calibrated,
+                eval_ece_calibration_p=eval_report.ece_check.p_value,
+                eval_n=eval_report.n,
             )
             if eval_report.open_set is not None:
                 metrics.update(eval_report.open_set.metrics())
