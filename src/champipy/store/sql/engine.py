@@ -69,10 +69,14 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def dialect_name(session: Session | Connection) -> str:
+    """'sqlite' or 'postgresql': the database behind a session or a connection."""
+    return (session.dialect if isinstance(session, Connection) else session.get_bind().dialect).name
+
+
 def insert_for(session: Session | Connection, row_class: type[Any]) -> sqlite.Insert | postgresql.Insert:
     """An INSERT that knows ON CONFLICT, in the session's (or connection's) dialect."""
-    dialect = session.dialect if isinstance(session, Connection) else session.get_bind().dialect
-    if dialect.name == "sqlite":
+    if dialect_name(session) == "sqlite":
         return sqlite.insert(row_class)
     return postgresql.insert(row_class)
 

@@ -6,15 +6,24 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import Connection, Table, case, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..ports import ImageRepository
 from ..records import ImageRecord, LabelSource, NewImage, SpeciesCount, utcnow
 from ..rules import LABEL_PRIORITY, UNKNOWN_LABEL_RANK, no_image, species_counts
 from ..sql_models import ImageBlobRow, ImageRow
-from .engine import SqlBase, insert_for, rowcount
+from .engine import SqlBase, dialect_name, rowcount
 
+_IMAGES = cast(Table, ImageRow.__table__)
 _BLOB_INSERT = cast(Table, ImageBlobRow.__table__).insert()
+# ON CONFLICT DO NOTHING: a concurrent writer of the same image is not an error. Built once per
+# dialect with the values bound at execution: building ``.values(...)`` on every call was half
+# the cost of keeping a photo (SQLite, timed alone: 0.65 -> 0.31 ms).
+_IMAGE_INSERTS = {
+    name: insert(_IMAGES).on_conflict_do_nothing(index_elements=[_IMAGES.c.sha256]).returning(_IMAGES.c.sha256)
+    for name, insert in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
 
 
 class SqlImages(SqlBase, ImageRepository):
@@ -67,14 +76,7 @@ class SqlImages(SqlBase, ImageRepository):
 # --- in a caller's transaction ------------------------------------------------------------------
 def insert_image(session: Session | Connection, image: NewImage) -> bool:
     """Store the image once by hash; False, changing nothing, when it is already stored."""
-    # ON CONFLICT DO NOTHING: a concurrent writer of the same image is not an error.
-    insert_metadata = (
-        insert_for(session, ImageRow)
-        .values(**_image_columns(image))
-        .on_conflict_do_nothing(index_elements=[ImageRow.sha256])
-        .returning(ImageRow.sha256)
-    )
-    if session.execute(insert_metadata).scalar() is None:
+    if session.execute(_IMAGE_INSERTS[dialect_name(session)], _image_columns(image)).scalar() is None:
         return False
     session.execute(_BLOB_INSERT, {"sha256": image.sha256, "data": image.data})
     return True
