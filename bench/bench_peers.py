@@ -40,13 +40,20 @@ from pathlib import Path
 import httpx
 import mlflow.pyfunc
 import numpy as np
-from bench_serving import Server, free_port, make_uploads, photo_paths, production_version, summary, train_registry
+from bench_serving import (
+    Server,
+    free_port,
+    make_uploads,
+    photo_paths,
+    production_version,
+    service_with_token,
+    summary,
+    train_registry,
+)
 
 from champipy.images import decode_image
 from champipy.model.classifier import Classifier
-from champipy.services.users import add_user, create_token
 from champipy.settings import Settings
-from champipy.store import open_store
 
 
 class OnnxPhotoModel(mlflow.pyfunc.PythonModel):
@@ -145,14 +152,7 @@ def main() -> None:
     mlflow.pyfunc.save_model(str(pyfunc_dir), python_model=OnnxPhotoModel(), artifacts={"model_dir": str(model_dir)})
 
     # ChampiPy as bench_serving.py runs it: a user and an API token made in its store first.
-    service_settings = Settings(data_dir=work / "champipy", mlflow_uri=mlflow_uri, database_url="")
-    service_settings.ensure_data_dir()
-    store = open_store(service_settings.resolved_database_url)
-    try:
-        add_user(store, f"bench-{nonce}", uuid.uuid4().hex)
-        token = create_token(store, f"bench-{nonce}", "bench").token
-    finally:
-        store.close()
+    service_settings, token = service_with_token(work / "champipy", mlflow_uri, f"bench-{nonce}")
     champipy = Server(service_settings.data_dir.resolve(), mlflow_uri, work / "champipy.log")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAMPIPY_")}

@@ -29,11 +29,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from bench_serving import Server, make_uploads, photo_paths, production_version, train_registry
+from bench_serving import Server, make_uploads, photo_paths, production_version, service_with_token, train_registry
 
-from champipy.services.users import add_user, create_token
 from champipy.settings import Settings
-from champipy.store import open_store
 
 DEFAULT_VARIANTS = [
     "spinning (default):CHAMPIPY_INFERENCE_SPINNING=true",
@@ -53,14 +51,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def start_server(work: Path, mlflow_uri: str, env: dict[str, str]) -> tuple[Server, str]:
     """A server on a fresh store, with a user and an API token made beforehand."""
-    settings = Settings(data_dir=work / "service", mlflow_uri=mlflow_uri, database_url="")
-    settings.ensure_data_dir()
-    store = open_store(settings.resolved_database_url)
-    try:
-        add_user(store, "bench", uuid.uuid4().hex)
-        token = create_token(store, "bench", "bench").token
-    finally:
-        store.close()
+    settings, token = service_with_token(work / "service", mlflow_uri, "bench")
     return Server(settings.data_dir.resolve(), mlflow_uri, work / "server.log", extra_env=env), token
 
 

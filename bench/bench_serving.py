@@ -161,6 +161,22 @@ def production_version(settings: Settings):
 
 
 # --- the server -------------------------------------------------------------------------------
+def service_with_token(data_dir: Path, mlflow_uri: str, username: str) -> tuple[Settings, str]:
+    """Settings of a fresh service on SQLite in ``data_dir``, and an API token of a user made in
+    its store beforehand (with ``add_user``, so no password hash is timed)."""
+    from champipy.services.users import add_user, create_token
+    from champipy.store import open_store
+
+    settings = Settings(data_dir=data_dir, mlflow_uri=mlflow_uri, database_url="")
+    settings.ensure_data_dir()
+    store = open_store(settings.resolved_database_url)
+    try:
+        add_user(store, username, uuid.uuid4().hex)
+        return settings, create_token(store, username, "bench").token
+    finally:
+        store.close()
+
+
 class Server:
     """``champipy serve`` in its own process, on a fresh data dir, stderr (JSON log) to a file."""
 
@@ -467,18 +483,8 @@ def main() -> None:
 
         # 3. the server, a user and an API token
         began = time.perf_counter()
-        from champipy.services.users import add_user, create_token
-        from champipy.store import open_store
-
-        service_settings = Settings(data_dir=work / "service", mlflow_uri=mlflow_uri, database_url="")
-        service_settings.ensure_data_dir()
-        store = open_store(service_settings.resolved_database_url)
-        try:
-            username = f"bench-{nonce}"
-            add_user(store, username, uuid.uuid4().hex)
-            token = create_token(store, username, "bench").token
-        finally:
-            store.close()
+        username = f"bench-{nonce}"
+        service_settings, token = service_with_token(work / "service", mlflow_uri, username)
         server = Server(service_settings.data_dir.resolve(), mlflow_uri, work / "server.log")
         if str(server.model.get("version")) != str(info.version):
             raise RuntimeError(f"the server serves version {server.model.get('version')}, expected {info.version}")
