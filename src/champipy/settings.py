@@ -124,7 +124,7 @@ class Settings(BaseSettings):
     inference_threads: int = Field(0, ge=0)  # 0: ONNX Runtime decides
     # ONNX Runtime's idle intra-op threads busy-wait for work (its default): one photo answers
     # sooner, but under many concurrent requests they take CPU the others need (bench/README.md,
-    # bench_server_settings.py: about +6% uploads/s at 8 clients and +5% p50 without spinning).
+    # bench_server_settings.py: +6-12% uploads/s at 8 clients and +5-7% p50 without spinning).
     inference_spinning: bool = True
     # Predictions computed at once; more are refused with 503 + Retry-After (cached answers
     # never wait). 16 on 2 cores: at most ~1 s in the queue at ~18 uncached predictions/s.

@@ -36,17 +36,22 @@ def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, b
     weighted by the share of predictions in each bin."""
     if len(targets) == 0:
         return 0.0
+    confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == targets
-    return float(_binned_gaps(probabilities.max(axis=1), correct[None, :], bins)[0])
+    return float(_ece_rows(_bin_matrix(confidence, bins), confidence, correct[None, :])[0])
 
 
-def _binned_gaps(confidence: np.ndarray, correct: np.ndarray, bins: int) -> np.ndarray:
-    """ECE of each row of ``correct`` (draws x N booleans) for the same N confidences:
-    sum over bins of |hits in the bin - confidence summed over the bin| / N."""
+def _bin_matrix(confidence: np.ndarray, bins: int) -> np.ndarray:
+    """N x bins: a 1 in the equal-width confidence bin of each prediction."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    in_bin = np.eye(bins, dtype=np.float64)[index]  # N x bins, one 1 per row
-    hits = correct.astype(np.float64) @ in_bin  # draws x bins
+    return np.eye(bins, dtype=np.float64)[index]
+
+
+def _ece_rows(in_bin: np.ndarray, confidence: np.ndarray, correct: np.ndarray) -> np.ndarray:
+    """ECE of each row of ``correct`` (rows x N booleans) for the same N confidences:
+    sum over bins of |hits in the bin - confidence summed over the bin| / N."""
+    hits = correct.astype(np.float64) @ in_bin  # rows x bins
     return np.abs(hits - confidence @ in_bin).sum(axis=1) / len(confidence)
 
 
@@ -70,13 +75,14 @@ def calibration_check(
     if len(targets) == 0:
         return CalibrationCheck(0.0, 1.0)
     confidence = probabilities.max(axis=1)
-    measured = expected_calibration_error(probabilities, targets, bins)
+    in_bin = _bin_matrix(confidence, bins)
+    measured = _ece_rows(in_bin, confidence, (probabilities.argmax(axis=1) == targets)[None, :])[0]
     rng = np.random.default_rng(seed)
     # Draws in chunks of about a million outcomes: the memory stays bounded for any N.
     chunk = max(1, _OUTCOMES_PER_CHUNK // len(confidence))
     simulated = np.concatenate(
         [
-            _binned_gaps(confidence, rng.random((min(chunk, draws - done), len(confidence))) < confidence, bins)
+            _ece_rows(in_bin, confidence, rng.random((min(chunk, draws - done), len(confidence))) < confidence)
             for done in range(0, draws, chunk)
         ]
     )
